@@ -1,0 +1,51 @@
+# Thin wrapper over CMake. `make demo` and `make test` work on a fresh Debian 12.
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+BUILD_CLANG ?= build-clang
+BUILD_FUZZ  ?= build-fuzz
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 600
+CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
+
+.PHONY: all deps build demo test test-asan test-clang fuzz bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@rm -rf $(BUILD)/demo-ckpt
+	./$(BUILD)/qtl fixture -o $(BUILD)/demo-ckpt
+	./$(BUILD)/qtl inspect $(BUILD)/demo-ckpt
+
+# The whole suite: gcc build, the same tests under ASan+UBSan, and a clang build.
+test: deps build
+	cd $(BUILD) && ctest $(CTEST_FLAGS)
+	@$(MAKE) --no-print-directory test-asan test-clang
+
+test-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug "-DQTL_SANITIZE=address;undefined" >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS)
+
+test-clang: deps
+	@CC=clang cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD_CLANG) -j $(JOBS)
+	cd $(BUILD_CLANG) && ctest $(CTEST_FLAGS)
+
+# libFuzzer over open + validate + read; grows tests/fuzz/corpus.
+fuzz: deps
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DQTL_FUZZ=ON -DQTL_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_file
+	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict tests/fuzz/corpus
+
+bench: build
+	./$(BUILD)/qtl bench header
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG) $(BUILD_FUZZ)

@@ -1,0 +1,352 @@
+/*
+ * qtl — quantized tensor-parallel loading of Hugging Face safetensors checkpoints.
+ *
+ * This header is the manual. Conventions used everywhere:
+ *
+ *  1. Every fallible call returns `int`: 0 (QTL_OK) on success, a negative
+ *     `enum qtl_status` value on failure. Values are pinned and never reused.
+ *     qtl_strerror() / qtl_errname() describe a code.
+ *  2. Handles are opaque (`qtl_st_t`, `qtl_ckpt_t`, `qtl_st_writer_t`). Each keeps
+ *     a message describing its last failure with context (file, tensor, rule),
+ *     e.g. "model-00002-of-00004.safetensors: tensor 'x.weight': data_offsets
+ *     [1024,2048] overlap previous tensor ending at 1536". Read it with
+ *     qtl_<noun>_errmsg().
+ *  3. Openers follow SQLite's rule: on failure they still return a handle that
+ *     holds the message (except when the handle itself could not be allocated:
+ *     then *out is NULL and the status is QTL_ERR_NOMEM). Close it in both cases.
+ *  4. Every handle takes an optional allocator {alloc, free, opaque}; NULL means
+ *     malloc/free. Memory returned through `const` pointers belongs to the handle
+ *     and stays valid until that handle is closed, unless documented otherwise.
+ *  5. Nothing in qtl aborts, asserts or reads out of bounds because of file
+ *     contents: every size read from a file is checked for overflow and against
+ *     the bytes that exist before anything is allocated or read.
+ *
+ * safetensors in thirty lines (the rules qtl enforces; see formats.md §1):
+ *   offset 0     u64 little-endian N = header length, N <= max_header_bytes (1e8)
+ *   offset 8     N bytes of UTF-8 JSON, optionally padded with JSON whitespace:
+ *                { "__metadata__": {string: string, ...},            (optional)
+ *                  "<tensor name>": { "dtype": "F32", "shape": [d0, ...],
+ *                                     "data_offsets": [begin, end] }, ... }
+ *   offset 8+N   data buffer; offsets are relative to it.
+ *   Validation, in the reference crate's order:
+ *     file < 8 bytes                          QTL_ERR_HEADER_TOO_SMALL
+ *     N > limit                               QTL_ERR_HEADER_TOO_LARGE
+ *     8 + N > file size                       QTL_ERR_INVALID_HEADER_LENGTH
+ *     header not UTF-8                        QTL_ERR_INVALID_HEADER
+ *     JSON / schema / unknown dtype           QTL_ERR_INVALID_HEADER_DESER
+ *     duplicate key (qtl is stricter here)    QTL_ERR_DUPLICATE_KEY
+ *     sorted by begin: begin != running end   QTL_ERR_INVALID_OFFSET
+ *     or end < begin
+ *     numel or numel*bits overflows u64       QTL_ERR_VALIDATION_OVERFLOW
+ *     numel*bits not a multiple of 8          QTL_ERR_MISALIGNED_SLICE
+ *     end - begin != numel*bits/8             QTL_ERR_TENSOR_INVALID_INFO
+ *     8 + N + last end != file size           QTL_ERR_TRUNCATED (file short)
+ *                                             QTL_ERR_INCOMPLETE_BUFFER (trailing bytes)
+ *   Before the length check qtl recognises a git-lfs pointer
+ *   (QTL_ERR_LFS_POINTER) and an HTML/text page (QTL_ERR_NOT_SAFETENSORS).
+ *   Tensors are little-endian, C order, dense; rank-0 ("shape": []) holds one
+ *   element; a zero dimension gives an empty tensor with begin == end.
+ */
+#ifndef QTL_H
+#define QTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(QTL_BUILDING) && defined(__GNUC__)
+#define QTL_API __attribute__((visibility("default")))
+#else
+#define QTL_API
+#endif
+
+/* ---- version ------------------------------------------------------------ */
+#define QTL_VERSION_MAJOR 0
+#define QTL_VERSION_MINOR 1
+#define QTL_VERSION_PATCH 0
+#define QTL_VERSION_NUMBER (QTL_VERSION_MAJOR * 10000 + QTL_VERSION_MINOR * 100 + QTL_VERSION_PATCH)
+
+/*! qtl_version_string() : @return "MAJOR.MINOR.PATCH", static storage. */
+QTL_API const char *qtl_version_string(void);
+/*! qtl_version_number() : @return QTL_VERSION_NUMBER of the library linked. */
+QTL_API unsigned qtl_version_number(void);
+
+/* ---- status codes ------------------------------------------------------- */
+/* XX(name, value, description). Values are pinned; gaps are deliberate. The
+ * safetensors codes carry the reference crate's error name in their text. */
+#define QTL_STATUS_MAP(XX)                                                                         \
+    XX(OK, 0, "success")                                                                           \
+    XX(INVALID_ARGUMENT, -1, "invalid argument")                                                   \
+    XX(NOMEM, -2, "out of memory")                                                                 \
+    XX(IO, -3, "I/O error")                                                                        \
+    XX(OPEN, -4, "cannot open file")                                                               \
+    XX(NOT_FOUND, -5, "tensor not found (TensorNotFound)")                                         \
+    XX(UNSUPPORTED, -6, "unsupported")                                                             \
+    XX(RANGE, -7, "byte range outside the tensor")                                                 \
+    XX(HEADER_TOO_SMALL, -20, "file shorter than 8 bytes (HeaderTooSmall)")                        \
+    XX(HEADER_TOO_LARGE, -21, "header length above the limit (HeaderTooLarge)")                    \
+    XX(INVALID_HEADER_LENGTH, -22, "header runs past the end of the file (InvalidHeaderLength)")   \
+    XX(INVALID_HEADER, -23, "header is not valid UTF-8 (InvalidHeader)")                           \
+    XX(INVALID_HEADER_DESER, -24, "header is not valid JSON of the safetensors schema "            \
+                                  "(InvalidHeaderDeserialization)")                                \
+    XX(DUPLICATE_KEY, -25, "duplicate key in header JSON")                                         \
+    XX(INVALID_OFFSET, -26, "data_offsets not contiguous from 0 (InvalidOffset)")                  \
+    XX(VALIDATION_OVERFLOW, -27, "tensor size overflows (ValidationOverflow)")                     \
+    XX(MISALIGNED_SLICE, -28, "sub-byte tensor does not end on a byte (MisalignedSlice)")          \
+    XX(TENSOR_INVALID_INFO, -29, "data_offsets disagree with dtype and shape (TensorInvalidInfo)") \
+    XX(INCOMPLETE_BUFFER, -30, "bytes after the last tensor (MetadataIncompleteBuffer)")           \
+    XX(TRUNCATED, -31, "file truncated (MetadataIncompleteBuffer)")                                \
+    XX(LFS_POINTER, -32, "git-lfs pointer file, not the checkpoint data")                          \
+    XX(NOT_SAFETENSORS, -33, "not a safetensors file")                                             \
+    XX(INDEX, -40, "malformed model.safetensors.index.json")                                       \
+    XX(SHARD_MISSING, -41, "shard file listed in the index is missing")                            \
+    XX(TENSOR_MISSING, -42, "index entry names a tensor its shard does not hold")                  \
+    XX(TENSOR_DUPLICATE, -43, "tensor stored in more than one shard")                              \
+    XX(JSON, -44, "malformed JSON file")                                                           \
+    XX(NO_CHECKPOINT, -45, "no safetensors checkpoint at this path")
+
+enum qtl_status {
+#define QTL_XX_ENUM(name, value, text) QTL_ERR_##name = value,
+    QTL_STATUS_MAP(QTL_XX_ENUM)
+#undef QTL_XX_ENUM
+};
+#define QTL_OK QTL_ERR_OK
+
+/*! qtl_strerror() : @return a one-line description of `status`; static storage. */
+QTL_API const char *qtl_strerror(int status);
+/*! qtl_errname() : @return the code's name without prefix ("INVALID_OFFSET"),
+ *  "UNKNOWN" for a value outside the table; static storage. */
+QTL_API const char *qtl_errname(int status);
+
+/* ---- allocator ---------------------------------------------------------- */
+/* Per-handle allocator hooks (zstd's customMem). alloc returns NULL on failure;
+ * free accepts NULL. Every allocation a handle makes goes through them, which
+ * is how the tests fail the Nth allocation for every N. */
+struct qtl_allocator {
+    void *(*alloc)(void *opaque, size_t size);
+    void (*free)(void *opaque, void *ptr);
+    void *opaque;
+};
+
+/* ---- dtypes ------------------------------------------------------------- */
+/* The safetensors dtypes, numbered in the reference crate's declaration order
+ * (which is also the writer's alignment order). */
+enum qtl_dtype {
+    QTL_DTYPE_BOOL = 0,
+    QTL_DTYPE_F4 = 1,      /* FP4 E2M1, 4 bits; shape counts elements */
+    QTL_DTYPE_F6_E2M3 = 2, /* 6 bits */
+    QTL_DTYPE_F6_E3M2 = 3, /* 6 bits */
+    QTL_DTYPE_U8 = 4,
+    QTL_DTYPE_I8 = 5,
+    QTL_DTYPE_F8_E5M2 = 6,
+    QTL_DTYPE_F8_E4M3 = 7, /* E4M3FN: no Inf, 0x7F/0xFF NaN, max 448 */
+    QTL_DTYPE_F8_E8M0 = 8, /* 2^(x-127), 0xFF NaN */
+    QTL_DTYPE_F8_E4M3FNUZ = 9,
+    QTL_DTYPE_F8_E5M2FNUZ = 10,
+    QTL_DTYPE_I16 = 11,
+    QTL_DTYPE_U16 = 12,
+    QTL_DTYPE_F16 = 13,
+    QTL_DTYPE_BF16 = 14,
+    QTL_DTYPE_I32 = 15,
+    QTL_DTYPE_U32 = 16,
+    QTL_DTYPE_F32 = 17,
+    QTL_DTYPE_C64 = 18,
+    QTL_DTYPE_F64 = 19,
+    QTL_DTYPE_I64 = 20,
+    QTL_DTYPE_U64 = 21,
+    QTL_DTYPE_COUNT = 22
+};
+
+/*! qtl_dtype_name() : @return the safetensors spelling ("F8_E4M3"), or NULL. */
+QTL_API const char *qtl_dtype_name(enum qtl_dtype dtype);
+/*! qtl_dtype_bits() : @return bits per element (4, 6, 8, 16, 32, 64), 0 if invalid. */
+QTL_API unsigned qtl_dtype_bits(enum qtl_dtype dtype);
+/*! qtl_dtype_from_name() : exact, case-sensitive match of `len` bytes of `name`.
+ *  @return QTL_OK and *out, or QTL_ERR_INVALID_ARGUMENT. */
+QTL_API int qtl_dtype_from_name(const char *name, size_t len, enum qtl_dtype *out);
+
+/* ---- byte sources -------------------------------------------------------- */
+/* A pread-like source: read exactly `len` bytes at `offset` into `dst`.
+ * @return 0, or a negative status (QTL_ERR_IO for a short read). The parser
+ * never asks for bytes past `size`. */
+struct qtl_source {
+    int (*read)(void *ud, void *dst, size_t len, uint64_t offset);
+    void *ud;
+    uint64_t size;
+};
+
+/* ---- options ------------------------------------------------------------ */
+#define QTL_DEFAULT_MAX_HEADER 100000000u
+struct qtl_open_options {
+    const struct qtl_allocator *allocator; /* NULL: malloc/free */
+    uint64_t max_header_bytes;             /* 0: QTL_DEFAULT_MAX_HEADER */
+};
+
+/* ---- tensor description ------------------------------------------------- */
+/* Filled by qtl_st_tensor_at() / qtl_ckpt_tensor_at(). Pointers are owned by
+ * the handle they came from. */
+struct qtl_tensor_info {
+    const char *name;
+    const char *file;      /* the file's name as opened (shard path for checkpoints) */
+    enum qtl_dtype dtype;
+    uint32_t ndim;
+    const uint64_t *shape; /* ndim entries; NULL when ndim == 0 */
+    uint64_t numel;        /* product of shape; 1 for rank 0 */
+    uint64_t nbytes;       /* end - begin */
+    uint64_t begin, end;   /* data_offsets, relative to the data buffer */
+    uint64_t file_offset;  /* absolute offset of the first byte in the file */
+};
+
+/* A byte range relative to the first byte of a tensor. */
+struct qtl_byte_range {
+    uint64_t offset;
+    uint64_t length;
+};
+
+/* ---- one safetensors file ------------------------------------------------ */
+typedef struct qtl_st qtl_st_t;
+
+/*! qtl_st_open_file() : open and validate `path` (read with pread; no mmap).
+ *  The whole header is validated before the call returns; no tensor data is read.
+ *  @return QTL_OK, or a status with the message in qtl_st_errmsg(*out). */
+QTL_API int qtl_st_open_file(const char *path, const struct qtl_open_options *opts, qtl_st_t **out);
+/*! qtl_st_open_memory() : same over caller-owned bytes, which must stay valid
+ *  until qtl_st_close(). `name` (may be NULL) is used in messages. */
+QTL_API int qtl_st_open_memory(const void *data, size_t size, const char *name,
+                               const struct qtl_open_options *opts, qtl_st_t **out);
+/*! qtl_st_open_source() : same over any byte source (copied; `src->ud` must stay
+ *  valid until close). */
+QTL_API int qtl_st_open_source(const struct qtl_source *src, const char *name,
+                               const struct qtl_open_options *opts, qtl_st_t **out);
+/*! qtl_st_close() : release everything; NULL is a no-op. */
+QTL_API void qtl_st_close(qtl_st_t *st);
+/*! qtl_st_errmsg() : @return the message of the last failure ("" if none). */
+QTL_API const char *qtl_st_errmsg(const qtl_st_t *st);
+/*! qtl_st_errcode() : @return the status of the last failure (QTL_OK if none). */
+QTL_API int qtl_st_errcode(const qtl_st_t *st);
+/*! qtl_st_name() : @return the name given at open (the path for files). */
+QTL_API const char *qtl_st_name(const qtl_st_t *st);
+QTL_API uint64_t qtl_st_file_size(const qtl_st_t *st);
+/*! qtl_st_header_size() : @return N, the JSON header length (with padding). */
+QTL_API uint64_t qtl_st_header_size(const qtl_st_t *st);
+
+/*! qtl_st_tensor_count() : number of tensors; indices are in data_offsets order. */
+QTL_API size_t qtl_st_tensor_count(const qtl_st_t *st);
+QTL_API int qtl_st_tensor_at(const qtl_st_t *st, size_t index, struct qtl_tensor_info *info);
+/*! qtl_st_tensor_find() : @return QTL_OK and *index, or QTL_ERR_NOT_FOUND. O(1). */
+QTL_API int qtl_st_tensor_find(const qtl_st_t *st, const char *name, size_t *index);
+
+/* `__metadata__`, keys in the order of the file. */
+QTL_API size_t qtl_st_metadata_count(const qtl_st_t *st);
+QTL_API int qtl_st_metadata_at(const qtl_st_t *st, size_t index, const char **key, const char **value);
+/*! qtl_st_metadata_get() : @return the value for `key`, or NULL. */
+QTL_API const char *qtl_st_metadata_get(const qtl_st_t *st, const char *key);
+
+/*! qtl_st_read() : read `n` byte ranges of tensor `index`, concatenated into
+ *  `dst` (dst_size must equal the sum of the lengths). Ranges outside the
+ *  tensor are QTL_ERR_RANGE. This is the one read path; the helpers below
+ *  build ranges and call it. */
+QTL_API int qtl_st_read(qtl_st_t *st, size_t index, const struct qtl_byte_range *ranges, size_t n,
+                        void *dst, size_t dst_size);
+/*! qtl_st_read_tensor() : the whole tensor; dst_size must equal nbytes. */
+QTL_API int qtl_st_read_tensor(qtl_st_t *st, size_t index, void *dst, size_t dst_size);
+/*! qtl_st_read_block() : view the tensor as 2-D [shape[0], prod(shape[1:])]
+ *  (rank 1 is [d0, 1], rank 0 is [1, 1]) and read rows [row0, row0+nrows) x columns [col0, col0+ncols), row-major
+ *  into dst. Sub-byte dtypes need byte-aligned column bounds. A full-width
+ *  block is a row range and is read in one piece. */
+QTL_API int qtl_st_read_block(qtl_st_t *st, size_t index, uint64_t row0, uint64_t nrows, uint64_t col0,
+                              uint64_t ncols, void *dst, size_t dst_size);
+
+/* ---- safetensors writer ---------------------------------------------------- */
+/* Matches the reference writer: tensors ordered by dtype in descending
+ * declaration order (largest alignment first), then by name; compact JSON,
+ * `__metadata__` first (keys sorted), header right-padded with spaces to a
+ * multiple of 8. The writer keeps pointers to tensor data and shapes until
+ * it is freed: they must stay valid until the last write call. */
+typedef struct qtl_st_writer qtl_st_writer_t;
+
+/* A sink receives the bytes in order. @return 0 or a negative status. */
+struct qtl_sink {
+    int (*write)(void *ud, const void *src, size_t len);
+    void *ud;
+};
+
+QTL_API int qtl_st_writer_new(const struct qtl_allocator *allocator, qtl_st_writer_t **out);
+QTL_API void qtl_st_writer_free(qtl_st_writer_t *w);
+QTL_API const char *qtl_st_writer_errmsg(const qtl_st_writer_t *w);
+/*! qtl_st_writer_add() : `nbytes` must equal the size implied by dtype and shape
+ *  (QTL_ERR_TENSOR_INVALID_INFO / QTL_ERR_MISALIGNED_SLICE otherwise, as the
+ *  crate's TensorView::new); a repeated name is QTL_ERR_DUPLICATE_KEY. */
+QTL_API int qtl_st_writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
+                              const uint64_t *shape, const void *data, uint64_t nbytes);
+QTL_API int qtl_st_writer_set_metadata(qtl_st_writer_t *w, const char *key, const char *value);
+/*! qtl_st_writer_header_size() : @return N of the file that would be written now. */
+QTL_API int qtl_st_writer_header_size(qtl_st_writer_t *w, uint64_t *n);
+QTL_API int qtl_st_writer_write(qtl_st_writer_t *w, const struct qtl_sink *sink);
+/*! qtl_st_writer_write_file() : write to `path` (via a temporary file renamed
+ *  into place, so a crash never leaves a half-written file under that name). */
+QTL_API int qtl_st_writer_write_file(qtl_st_writer_t *w, const char *path);
+
+/* ---- checkpoints (a directory of shards) ---------------------------------- */
+typedef struct qtl_ckpt qtl_ckpt_t;
+
+enum qtl_severity { QTL_SEV_INFO = 0, QTL_SEV_WARNING = 1, QTL_SEV_ERROR = 2 };
+
+/* A finding about a checkpoint (warnings and errors found by qtl_ckpt_check). */
+struct qtl_diag {
+    enum qtl_severity severity;
+    int code;           /* a qtl_status; QTL_OK for pure warnings */
+    const char *id;     /* stable identifier, e.g. "tensor-not-in-index" */
+    const char *file;   /* may be NULL */
+    const char *tensor; /* may be NULL */
+    const char *message;
+};
+
+/*! qtl_ckpt_open() : `path` is a directory (model.safetensors.index.json, else
+ *  model.safetensors, else every *.safetensors in it), an index.json file, or
+ *  one .safetensors file. Reads the index only; each shard is opened lazily,
+ *  once, when a tensor in it is first needed. */
+QTL_API int qtl_ckpt_open(const char *path, const struct qtl_open_options *opts, qtl_ckpt_t **out);
+QTL_API void qtl_ckpt_close(qtl_ckpt_t *ck);
+QTL_API const char *qtl_ckpt_errmsg(const qtl_ckpt_t *ck);
+/*! qtl_ckpt_dir() : @return the directory the shards are in. */
+QTL_API const char *qtl_ckpt_dir(const qtl_ckpt_t *ck);
+/*! qtl_ckpt_index_path() : @return the index.json path, or NULL without one. */
+QTL_API const char *qtl_ckpt_index_path(const qtl_ckpt_t *ck);
+QTL_API size_t qtl_ckpt_shard_count(const qtl_ckpt_t *ck);
+/*! qtl_ckpt_shard_name() : file name of shard i, relative to qtl_ckpt_dir(). */
+QTL_API const char *qtl_ckpt_shard_name(const qtl_ckpt_t *ck, size_t i);
+/*! qtl_ckpt_shard() : open (once) and return shard i; owned by the checkpoint. */
+QTL_API int qtl_ckpt_shard(qtl_ckpt_t *ck, size_t i, qtl_st_t **st);
+/*! qtl_ckpt_check() : open every shard and check the index against them:
+ *  index entries whose file or tensor is missing are errors, a tensor held by
+ *  two shards is an error, a tensor present in a shard but absent from the
+ *  index is a warning (vLLM loads it) and is added to the tensor table.
+ *  Every finding is recorded (qtl_ckpt_diag_*); the first error is returned. */
+QTL_API int qtl_ckpt_check(qtl_ckpt_t *ck);
+QTL_API size_t qtl_ckpt_diag_count(const qtl_ckpt_t *ck);
+QTL_API int qtl_ckpt_diag_at(const qtl_ckpt_t *ck, size_t i, struct qtl_diag *d);
+
+/*! qtl_ckpt_tensor_count() : tensors known so far: every index entry, plus the
+ *  tensors of shards opened so far that the index does not list. Without an
+ *  index every shard is opened by qtl_ckpt_open. */
+QTL_API size_t qtl_ckpt_tensor_count(const qtl_ckpt_t *ck);
+/*! qtl_ckpt_tensor_at() : describe tensor i, opening its shard if needed. */
+QTL_API int qtl_ckpt_tensor_at(qtl_ckpt_t *ck, size_t i, struct qtl_tensor_info *info);
+QTL_API int qtl_ckpt_tensor_find(const qtl_ckpt_t *ck, const char *name, size_t *i);
+/*! qtl_ckpt_tensor_shard() : shard index of tensor i. */
+QTL_API int qtl_ckpt_tensor_shard(const qtl_ckpt_t *ck, size_t i, size_t *shard);
+/* Reads, as the qtl_st_read* functions, on checkpoint tensor i. */
+QTL_API int qtl_ckpt_read(qtl_ckpt_t *ck, size_t i, const struct qtl_byte_range *ranges, size_t n, void *dst,
+                          size_t dst_size);
+QTL_API int qtl_ckpt_read_tensor(qtl_ckpt_t *ck, size_t i, void *dst, size_t dst_size);
+QTL_API int qtl_ckpt_read_block(qtl_ckpt_t *ck, size_t i, uint64_t row0, uint64_t nrows, uint64_t col0,
+                                uint64_t ncols, void *dst, size_t dst_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QTL_H */

@@ -1,0 +1,72 @@
+/* safetensors dtypes: one table indexed by enum qtl_dtype. */
+#include "internal.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    unsigned bits;
+} dtype_traits[QTL_DTYPE_COUNT] = {
+    [QTL_DTYPE_BOOL] = {"BOOL", 8},
+    [QTL_DTYPE_F4] = {"F4", 4},
+    [QTL_DTYPE_F6_E2M3] = {"F6_E2M3", 6},
+    [QTL_DTYPE_F6_E3M2] = {"F6_E3M2", 6},
+    [QTL_DTYPE_U8] = {"U8", 8},
+    [QTL_DTYPE_I8] = {"I8", 8},
+    [QTL_DTYPE_F8_E5M2] = {"F8_E5M2", 8},
+    [QTL_DTYPE_F8_E4M3] = {"F8_E4M3", 8},
+    [QTL_DTYPE_F8_E8M0] = {"F8_E8M0", 8},
+    [QTL_DTYPE_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
+    [QTL_DTYPE_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
+    [QTL_DTYPE_I16] = {"I16", 16},
+    [QTL_DTYPE_U16] = {"U16", 16},
+    [QTL_DTYPE_F16] = {"F16", 16},
+    [QTL_DTYPE_BF16] = {"BF16", 16},
+    [QTL_DTYPE_I32] = {"I32", 32},
+    [QTL_DTYPE_U32] = {"U32", 32},
+    [QTL_DTYPE_F32] = {"F32", 32},
+    [QTL_DTYPE_C64] = {"C64", 64},
+    [QTL_DTYPE_F64] = {"F64", 64},
+    [QTL_DTYPE_I64] = {"I64", 64},
+    [QTL_DTYPE_U64] = {"U64", 64},
+};
+
+const char *qtl_dtype_name(enum qtl_dtype dt)
+{
+    return (unsigned)dt < QTL_DTYPE_COUNT ? dtype_traits[dt].name : NULL;
+}
+
+unsigned qtl_dtype_bits(enum qtl_dtype dt) { return (unsigned)dt < QTL_DTYPE_COUNT ? dtype_traits[dt].bits : 0; }
+
+int qtl_dtype_from_name(const char *name, size_t len, enum qtl_dtype *out)
+{
+    for (int i = 0; i < QTL_DTYPE_COUNT; i++) {
+        const char *n = dtype_traits[i].name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0) {
+            *out = (enum qtl_dtype)i;
+            return QTL_OK;
+        }
+    }
+    return QTL_ERR_INVALID_ARGUMENT;
+}
+
+int qtl__shape_numel(const uint64_t *shape, uint32_t ndim, uint64_t *numel)
+{
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < ndim; i++)
+        if (qtl__mul_u64(n, shape[i], &n))
+            return QTL_ERR_VALIDATION_OVERFLOW;
+    *numel = n;
+    return QTL_OK;
+}
+
+int qtl__dtype_nbytes(enum qtl_dtype dt, uint64_t numel, uint64_t *nbytes)
+{
+    uint64_t bits;
+    if (qtl__mul_u64(numel, qtl_dtype_bits(dt), &bits))
+        return QTL_ERR_VALIDATION_OVERFLOW;
+    if (bits % 8)
+        return QTL_ERR_MISALIGNED_SLICE;
+    *nbytes = bits / 8;
+    return QTL_OK;
+}

@@ -1,0 +1,113 @@
+/* String → index hash map (open addressing, FNV-1a). Keys live with the caller. */
+#include "internal.h"
+
+#include <string.h>
+
+static uint32_t hash_key(const char *key, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+int qtl__hmap_init(struct qtl_hmap *m, const struct qtl_alloc *al, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2 + 1) {
+        if (cap > SIZE_MAX / 4 / sizeof(uint32_t))
+            return QTL_ERR_NOMEM;
+        cap *= 2;
+    }
+    m->slots = qtl__calloc(al, cap, sizeof *m->slots);
+    m->hashes = qtl__malloc(al, cap * sizeof *m->hashes);
+    if (!m->slots || !m->hashes) {
+        qtl__free(al, m->slots);
+        qtl__free(al, m->hashes);
+        m->slots = m->hashes = NULL;
+        return QTL_ERR_NOMEM;
+    }
+    m->cap = cap;
+    m->count = 0;
+    return 0;
+}
+
+void qtl__hmap_free(struct qtl_hmap *m, const struct qtl_alloc *al)
+{
+    qtl__free(al, m->slots);
+    qtl__free(al, m->hashes);
+    memset(m, 0, sizeof *m);
+}
+
+static int key_equal(uint32_t v, const char *key, size_t len, qtl_hmap_key_fn keyfn, const void *ctx)
+{
+    const char *k;
+    size_t kl;
+    keyfn(ctx, v, &k, &kl);
+    return kl == len && memcmp(k, key, len) == 0;
+}
+
+/* Slot where `key` lives, or the empty slot where it would go. */
+static size_t probe(const struct qtl_hmap *m, const char *key, size_t len, uint32_t h, qtl_hmap_key_fn keyfn,
+                    const void *ctx)
+{
+    size_t mask = m->cap - 1, i = h & mask;
+    while (m->slots[i]) {
+        if (m->hashes[i] == h && key_equal(m->slots[i] - 1, key, len, keyfn, ctx))
+            return i;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+static int rehash(struct qtl_hmap *m, const struct qtl_alloc *al)
+{
+    struct qtl_hmap n;
+    if (m->cap > SIZE_MAX / 2 || qtl__hmap_init(&n, al, m->cap) != 0)
+        return QTL_ERR_NOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slots[i])
+            continue;
+        size_t j = m->hashes[i] & (n.cap - 1);
+        while (n.slots[j])
+            j = (j + 1) & (n.cap - 1);
+        n.slots[j] = m->slots[i];
+        n.hashes[j] = m->hashes[i];
+    }
+    n.count = m->count;
+    qtl__hmap_free(m, al);
+    *m = n;
+    return 0;
+}
+
+int qtl__hmap_insert(struct qtl_hmap *m, const struct qtl_alloc *al, const char *key, size_t len, uint32_t v,
+                     qtl_hmap_key_fn keyfn, const void *ctx, uint32_t *existing)
+{
+    if ((m->count + 1) * 2 > m->cap && rehash(m, al) != 0)
+        return QTL_ERR_NOMEM;
+    uint32_t h = hash_key(key, len);
+    size_t i = probe(m, key, len, h, keyfn, ctx);
+    if (m->slots[i]) {
+        if (existing)
+            *existing = m->slots[i] - 1;
+        return 1;
+    }
+    m->slots[i] = v + 1;
+    m->hashes[i] = h;
+    m->count++;
+    return 0;
+}
+
+int qtl__hmap_find(const struct qtl_hmap *m, const char *key, size_t len, qtl_hmap_key_fn keyfn,
+                   const void *ctx, uint32_t *v)
+{
+    if (!m->cap)
+        return 0;
+    size_t i = probe(m, key, len, hash_key(key, len), keyfn, ctx);
+    if (!m->slots[i])
+        return 0;
+    *v = m->slots[i] - 1;
+    return 1;
+}

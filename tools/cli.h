@@ -1,0 +1,31 @@
+/* Shared declarations of the qtl command-line tool. */
+#ifndef QTL_CLI_H
+#define QTL_CLI_H
+
+#include "qtl.h"
+
+#include <stdio.h>
+
+/* One exit-code rule for every command (README "Exit codes"). */
+enum cli_exit {
+    CLI_OK = 0,       /* done; warnings allowed */
+    CLI_FINDINGS = 1, /* findings at error level, incl. a bad file inside a checkpoint */
+    CLI_USAGE = 2     /* usage error, or the path cannot be opened as a file/checkpoint at all */
+};
+
+int cmd_inspect(int argc, char **argv);
+int cmd_fixture(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Print "qtl <cmd>: message" to stderr and return CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Parse an unsigned decimal option value; returns 0 on success. */
+int cli_parse_u64(const char *s, unsigned long long *out);
+/* Monotonic clock in seconds. */
+double cli_now(void);
+
+#endif
