@@ -3,32 +3,34 @@
 
 #include <string.h>
 
+#define DT(name, bits) {#name, bits, sizeof(#name) - 1}
 static const struct {
     const char *name;
     unsigned bits;
+    size_t len;
 } dtype_traits[QTL_DTYPE_COUNT] = {
-    [QTL_DTYPE_BOOL] = {"BOOL", 8},
-    [QTL_DTYPE_F4] = {"F4", 4},
-    [QTL_DTYPE_F6_E2M3] = {"F6_E2M3", 6},
-    [QTL_DTYPE_F6_E3M2] = {"F6_E3M2", 6},
-    [QTL_DTYPE_U8] = {"U8", 8},
-    [QTL_DTYPE_I8] = {"I8", 8},
-    [QTL_DTYPE_F8_E5M2] = {"F8_E5M2", 8},
-    [QTL_DTYPE_F8_E4M3] = {"F8_E4M3", 8},
-    [QTL_DTYPE_F8_E8M0] = {"F8_E8M0", 8},
-    [QTL_DTYPE_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
-    [QTL_DTYPE_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
-    [QTL_DTYPE_I16] = {"I16", 16},
-    [QTL_DTYPE_U16] = {"U16", 16},
-    [QTL_DTYPE_F16] = {"F16", 16},
-    [QTL_DTYPE_BF16] = {"BF16", 16},
-    [QTL_DTYPE_I32] = {"I32", 32},
-    [QTL_DTYPE_U32] = {"U32", 32},
-    [QTL_DTYPE_F32] = {"F32", 32},
-    [QTL_DTYPE_C64] = {"C64", 64},
-    [QTL_DTYPE_F64] = {"F64", 64},
-    [QTL_DTYPE_I64] = {"I64", 64},
-    [QTL_DTYPE_U64] = {"U64", 64},
+    [QTL_DTYPE_BOOL] = DT(BOOL, 8),
+    [QTL_DTYPE_F4] = DT(F4, 4),
+    [QTL_DTYPE_F6_E2M3] = DT(F6_E2M3, 6),
+    [QTL_DTYPE_F6_E3M2] = DT(F6_E3M2, 6),
+    [QTL_DTYPE_U8] = DT(U8, 8),
+    [QTL_DTYPE_I8] = DT(I8, 8),
+    [QTL_DTYPE_F8_E5M2] = DT(F8_E5M2, 8),
+    [QTL_DTYPE_F8_E4M3] = DT(F8_E4M3, 8),
+    [QTL_DTYPE_F8_E8M0] = DT(F8_E8M0, 8),
+    [QTL_DTYPE_F8_E4M3FNUZ] = DT(F8_E4M3FNUZ, 8),
+    [QTL_DTYPE_F8_E5M2FNUZ] = DT(F8_E5M2FNUZ, 8),
+    [QTL_DTYPE_I16] = DT(I16, 16),
+    [QTL_DTYPE_U16] = DT(U16, 16),
+    [QTL_DTYPE_F16] = DT(F16, 16),
+    [QTL_DTYPE_BF16] = DT(BF16, 16),
+    [QTL_DTYPE_I32] = DT(I32, 32),
+    [QTL_DTYPE_U32] = DT(U32, 32),
+    [QTL_DTYPE_F32] = DT(F32, 32),
+    [QTL_DTYPE_C64] = DT(C64, 64),
+    [QTL_DTYPE_F64] = DT(F64, 64),
+    [QTL_DTYPE_I64] = DT(I64, 64),
+    [QTL_DTYPE_U64] = DT(U64, 64),
 };
 
 const char *qtl_dtype_name(enum qtl_dtype dt)
@@ -42,7 +44,7 @@ int qtl_dtype_from_name(const char *name, size_t len, enum qtl_dtype *out)
 {
     for (int i = 0; i < QTL_DTYPE_COUNT; i++) {
         const char *n = dtype_traits[i].name;
-        if (strlen(n) == len && memcmp(n, name, len) == 0) {
+        if (dtype_traits[i].len == len && n[0] == name[0] && memcmp(n, name, len) == 0) {
             *out = (enum qtl_dtype)i;
             return QTL_OK;
         }

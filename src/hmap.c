@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static uint32_t hash_key(const char *key, size_t len)
+uint32_t qtl__hmap_hash(const char *key, size_t len)
 {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) {
@@ -22,13 +22,8 @@ int qtl__hmap_init(struct qtl_hmap *m, const struct qtl_alloc *al, size_t expect
         cap *= 2;
     }
     m->slots = qtl__calloc(al, cap, sizeof *m->slots);
-    m->hashes = qtl__malloc(al, cap * sizeof *m->hashes);
-    if (!m->slots || !m->hashes) {
-        qtl__free(al, m->slots);
-        qtl__free(al, m->hashes);
-        m->slots = m->hashes = NULL;
+    if (!m->slots)
         return QTL_ERR_NOMEM;
-    }
     m->cap = cap;
     m->count = 0;
     return 0;
@@ -37,7 +32,6 @@ int qtl__hmap_init(struct qtl_hmap *m, const struct qtl_alloc *al, size_t expect
 void qtl__hmap_free(struct qtl_hmap *m, const struct qtl_alloc *al)
 {
     qtl__free(al, m->slots);
-    qtl__free(al, m->hashes);
     memset(m, 0, sizeof *m);
 }
 
@@ -54,8 +48,8 @@ static size_t probe(const struct qtl_hmap *m, const char *key, size_t len, uint3
                     const void *ctx)
 {
     size_t mask = m->cap - 1, i = h & mask;
-    while (m->slots[i]) {
-        if (m->hashes[i] == h && key_equal(m->slots[i] - 1, key, len, keyfn, ctx))
+    while (m->slots[i].value) {
+        if (m->slots[i].hash == h && key_equal(m->slots[i].value - 1, key, len, keyfn, ctx))
             return i;
         i = (i + 1) & mask;
     }
@@ -68,13 +62,12 @@ static int rehash(struct qtl_hmap *m, const struct qtl_alloc *al)
     if (m->cap > SIZE_MAX / 2 || qtl__hmap_init(&n, al, m->cap) != 0)
         return QTL_ERR_NOMEM;
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->slots[i])
+        if (!m->slots[i].value)
             continue;
-        size_t j = m->hashes[i] & (n.cap - 1);
-        while (n.slots[j])
+        size_t j = m->slots[i].hash & (n.cap - 1);
+        while (n.slots[j].value)
             j = (j + 1) & (n.cap - 1);
         n.slots[j] = m->slots[i];
-        n.hashes[j] = m->hashes[i];
     }
     n.count = m->count;
     qtl__hmap_free(m, al);
@@ -82,20 +75,31 @@ static int rehash(struct qtl_hmap *m, const struct qtl_alloc *al)
     return 0;
 }
 
+void qtl__hmap_prefetch(const struct qtl_hmap *m, uint32_t h)
+{
+    if (m->cap)
+        __builtin_prefetch(&m->slots[h & (m->cap - 1)], 1);
+}
+
 int qtl__hmap_insert(struct qtl_hmap *m, const struct qtl_alloc *al, const char *key, size_t len, uint32_t v,
                      qtl_hmap_key_fn keyfn, const void *ctx, uint32_t *existing)
 {
+    return qtl__hmap_insert_h(m, al, key, len, qtl__hmap_hash(key, len), v, keyfn, ctx, existing);
+}
+
+int qtl__hmap_insert_h(struct qtl_hmap *m, const struct qtl_alloc *al, const char *key, size_t len, uint32_t h,
+                       uint32_t v, qtl_hmap_key_fn keyfn, const void *ctx, uint32_t *existing)
+{
     if ((m->count + 1) * 2 > m->cap && rehash(m, al) != 0)
         return QTL_ERR_NOMEM;
-    uint32_t h = hash_key(key, len);
     size_t i = probe(m, key, len, h, keyfn, ctx);
-    if (m->slots[i]) {
+    if (m->slots[i].value) {
         if (existing)
-            *existing = m->slots[i] - 1;
+            *existing = m->slots[i].value - 1;
         return 1;
     }
-    m->slots[i] = v + 1;
-    m->hashes[i] = h;
+    m->slots[i].value = v + 1;
+    m->slots[i].hash = h;
     m->count++;
     return 0;
 }
@@ -105,9 +109,9 @@ int qtl__hmap_find(const struct qtl_hmap *m, const char *key, size_t len, qtl_hm
 {
     if (!m->cap)
         return 0;
-    size_t i = probe(m, key, len, hash_key(key, len), keyfn, ctx);
-    if (!m->slots[i])
+    size_t i = probe(m, key, len, qtl__hmap_hash(key, len), keyfn, ctx);
+    if (!m->slots[i].value)
         return 0;
-    *v = m->slots[i] - 1;
+    *v = m->slots[i].value - 1;
     return 1;
 }

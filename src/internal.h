@@ -52,10 +52,13 @@ static inline bool qtl__add_u64(uint64_t a, uint64_t b, uint64_t *r) { return __
 
 /* ---- string → index hash map (hmap.c) ---- */
 /* Open addressing over caller-owned keys (pointer + length, not copied). */
+struct qtl_hmap_slot {
+    uint32_t value; /* stored value + 1; 0 = empty */
+    uint32_t hash;
+};
 struct qtl_hmap {
-    uint32_t *slots; /* value + 1; 0 = empty */
-    uint32_t *hashes;
-    size_t cap;      /* power of two */
+    struct qtl_hmap_slot *slots;
+    size_t cap; /* power of two */
     size_t count;
 };
 /* Callback giving the key of stored value v. */
@@ -66,6 +69,12 @@ void qtl__hmap_free(struct qtl_hmap *m, const struct qtl_alloc *al);
  * (then *existing holds its value and nothing is inserted), or QTL_ERR_NOMEM. */
 int qtl__hmap_insert(struct qtl_hmap *m, const struct qtl_alloc *al, const char *key, size_t len, uint32_t v,
                      qtl_hmap_key_fn keyfn, const void *ctx, uint32_t *existing);
+/* The same with the key's hash computed earlier (qtl__hmap_hash), after a
+ * qtl__hmap_prefetch of its slot: hides the cache miss behind other work. */
+uint32_t qtl__hmap_hash(const char *key, size_t len);
+void qtl__hmap_prefetch(const struct qtl_hmap *m, uint32_t h);
+int qtl__hmap_insert_h(struct qtl_hmap *m, const struct qtl_alloc *al, const char *key, size_t len, uint32_t h,
+                       uint32_t v, qtl_hmap_key_fn keyfn, const void *ctx, uint32_t *existing);
 /* @return 1 and *v when found, 0 otherwise. */
 int qtl__hmap_find(const struct qtl_hmap *m, const char *key, size_t len, qtl_hmap_key_fn keyfn,
                    const void *ctx, uint32_t *v);

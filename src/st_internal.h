@@ -15,7 +15,7 @@ struct st_tensor {
 };
 
 struct st_meta {
-    size_t key_off, val_off;
+    size_t key_off, key_len, val_off;
 };
 
 struct qtl_st {
@@ -26,8 +26,7 @@ struct qtl_st {
     struct qtl_file_source fs;
     uint64_t max_header;
     uint64_t file_size, header_len;
-    char *strings; /* decoded names, keys and values, NUL-terminated */
-    size_t strings_len;
+    char *strings; /* the header, its strings decoded in place and NUL-terminated */
     struct st_tensor *tensors;
     size_t ntensors, tensors_cap;
     uint64_t *shapes;
@@ -37,9 +36,9 @@ struct qtl_st {
     struct qtl_hmap map; /* tensor name -> index */
 };
 
-/* Parse the N header bytes at hdr (hdr[n] == '\0'). Fills strings, tensors
- * (header order), shapes, meta and map. */
-int qtl__st_parse_header(qtl_st_t *st, const char *hdr, size_t n);
+/* Parse the N header bytes at hdr (hdr[n] == '\0'), which st takes over as
+ * st->strings. Fills tensors (header order), shapes, meta and map. */
+int qtl__st_parse_header(qtl_st_t *st, char *hdr, size_t n);
 /* Sort by offsets and apply the crate's offset/size/coverage rules. */
 int qtl__st_validate(qtl_st_t *st);
 void qtl__st_key(const void *ctx, uint32_t v, const char **key, size_t *len);

@@ -20,7 +20,7 @@
 
 struct jp {
     qtl_st_t *st;
-    const unsigned char *beg, *p, *end;
+    unsigned char *beg, *p, *end; /* the header, decoded in place */
     const char *tensor; /* entry being parsed, for messages */
 };
 
@@ -64,6 +64,16 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        /* ASCII fast path, 8 bytes at a time. */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;
@@ -141,37 +151,35 @@ static size_t put_utf8(char *o, uint32_t cp)
     return 4;
 }
 
-/* Decode the string at j->p (which must be '"') into st->strings; off and len
- * locate it. The buffer holds n+1 bytes and a decoded string plus its NUL is
- * never longer than its quoted source, so appends cannot overflow. */
+/* Decode the string at j->p (which must be '"') in place: the decoded bytes
+ * are never longer than their quoted source, so they are written over it,
+ * NUL-terminated where the closing quote (or earlier) was. off and len
+ * locate the result in st->strings (the header buffer itself). */
 static int parse_string(struct jp *j, size_t *off, size_t *len)
 {
     skip_ws(j);
     if (j->p >= j->end || *j->p != '"')
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected a string");
-    j->p++;
-    qtl_st_t *st = j->st;
-    char *o = st->strings + st->strings_len;
-    char *o0 = o;
-    for (;;) {
-        if (j->p >= j->end)
+    unsigned char *start = ++j->p, *p = start, *e = j->end;
+    while (p < e && *p >= 0x20 && *p != '"' && *p != '\\')
+        p++;
+    unsigned char *o = p;
+    while (p >= e || *p != '"') {
+        j->p = p;
+        if (p >= e)
             return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "unterminated string");
-        unsigned char c = *j->p;
-        if (c == '"') {
-            j->p++;
-            break;
-        }
+        unsigned char c = *p;
         if (c < 0x20)
             return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "control character 0x%02x in a string", c);
         if (c != '\\') {
-            *o++ = (char)c;
-            j->p++;
+            *o++ = *p++;
             continue;
         }
-        j->p++;
-        if (j->p >= j->end)
+        j->p = ++p;
+        if (p >= e)
             return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "unterminated escape");
-        c = *j->p++;
+        c = *p++;
+        j->p = p;
         switch (c) {
         case '"': *o++ = '"'; break;
         case '\\': *o++ = '\\'; break;
@@ -199,17 +207,18 @@ static int parse_string(struct jp *j, size_t *off, size_t *len)
             }
             if (cp == 0)
                 return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "\\u0000 in a string (names are C strings)");
-            o += put_utf8(o, cp);
+            o += put_utf8((char *)o, cp);
+            p = j->p;
             break;
         }
         default:
             return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "invalid escape '\\%c'", c);
         }
     }
+    j->p = p + 1;
     *o = '\0';
-    *off = st->strings_len;
-    *len = (size_t)(o - o0);
-    st->strings_len += *len + 1;
+    *off = (size_t)(start - j->beg);
+    *len = (size_t)(o - start);
     return 0;
 }
 
@@ -221,7 +230,7 @@ static int parse_u64(struct jp *j, uint64_t *v, const char *what)
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "negative number in %s", what);
     if (j->p >= j->end || *j->p < '0' || *j->p > '9')
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected an unsigned integer in %s", what);
-    const unsigned char *start = j->p;
+    unsigned char *start = j->p;
     uint64_t r = 0;
     while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
         if (qtl__mul_u64(r, 10, &r) || qtl__add_u64(r, (uint64_t)(*j->p - '0'), &r))
@@ -244,7 +253,7 @@ static int skip_value(struct jp *j, int depth);
 
 static int skip_number(struct jp *j)
 {
-    const unsigned char *p = j->p, *e = j->end;
+    unsigned char *p = j->p, *e = j->end;
     if (p < e && *p == '-')
         p++;
     if (p >= e || *p < '0' || *p > '9')
@@ -293,10 +302,9 @@ static int skip_container(struct jp *j, int depth, char close, int keyed)
     }
     for (;;) {
         if (keyed) {
-            size_t off, len, saved = j->st->strings_len;
+            size_t off, len;
             if (parse_string(j, &off, &len))
                 return j->st->err.code;
-            j->st->strings_len = saved;
             if (expect(j, ':', "after an object key"))
                 return j->st->err.code;
         }
@@ -326,10 +334,8 @@ static int skip_value(struct jp *j, int depth)
     case '{': return skip_container(j, depth, '}', 1);
     case '[': return skip_container(j, depth, ']', 0);
     case '"': {
-        size_t off, len, saved = j->st->strings_len;
-        int rc = parse_string(j, &off, &len);
-        j->st->strings_len = saved;
-        return rc;
+        size_t off, len;
+        return parse_string(j, &off, &len);
     }
     case 't': return skip_literal(j, "true");
     case 'f': return skip_literal(j, "false");
@@ -394,9 +400,9 @@ static int parse_tensor(struct jp *j, size_t name_off, size_t name_len)
     qtl_st_t *st = j->st;
     struct st_tensor t = {.name_off = name_off, .name_len = name_len, .order = st->ntensors};
     int have_dtype = 0, have_shape = 0, have_off = 0;
-    j->tensor = st->strings + name_off;
-    if (strlen(j->tensor) != name_len)
-        return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "name contains NUL");
+    j->tensor = st->strings + name_off; /* parse_string rejects NUL: a C string of name_len bytes */
+    uint32_t hash = qtl__hmap_hash(j->tensor, name_len);
+    qtl__hmap_prefetch(&st->map, hash);
     skip_ws(j);
     if (j->p >= j->end || *j->p != '{')
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "a tensor entry must be an object");
@@ -406,10 +412,9 @@ static int parse_tensor(struct jp *j, size_t name_off, size_t name_len)
         j->p++;
     } else {
         for (;;) {
-            size_t off, len, saved = st->strings_len;
+            size_t off, len;
             if (parse_string(j, &off, &len) || expect(j, ':', "after a field name"))
                 return st->err.code;
-            st->strings_len = saved; /* field names are not kept */
             int *seen = NULL;
             if (key_is(st, off, len, "dtype"))
                 seen = &have_dtype;
@@ -426,7 +431,6 @@ static int parse_tensor(struct jp *j, size_t name_off, size_t name_len)
                         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "\"dtype\" must be a string");
                     return st->err.code;
                 }
-                st->strings_len = saved;
                 if (qtl_dtype_from_name(st->strings + doff, dlen, &t.dtype))
                     return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "unknown dtype \"%.64s\"", st->strings + doff);
             } else if (seen == &have_shape) {
@@ -459,8 +463,8 @@ static int parse_tensor(struct jp *j, size_t name_off, size_t name_len)
         return oom(j);
     st->tensors[st->ntensors] = t;
     uint32_t prev;
-    int ins = qtl__hmap_insert(&st->map, &st->al, st->strings + name_off, name_len, (uint32_t)st->ntensors,
-                               qtl__st_key, st, &prev);
+    int ins = qtl__hmap_insert_h(&st->map, &st->al, st->strings + name_off, name_len, hash,
+                                 (uint32_t)st->ntensors, qtl__st_key, st, &prev);
     if (ins < 0)
         return oom(j);
     if (ins > 0)
@@ -474,7 +478,7 @@ static void meta_key(const void *ctx, uint32_t v, const char **key, size_t *len)
 {
     const qtl_st_t *st = ctx;
     *key = st->strings + st->meta[v].key_off;
-    *len = strlen(*key);
+    *len = st->meta[v].key_len;
 }
 
 static int parse_metadata(struct jp *j)
@@ -501,10 +505,6 @@ static int parse_metadata(struct jp *j)
         size_t koff, klen, voff, vlen;
         if ((rc = parse_string(j, &koff, &klen)) || (rc = expect(j, ':', "after a metadata key")))
             goto done;
-        if (strlen(st->strings + koff) != klen) {
-            rc = jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "metadata key contains NUL");
-            goto done;
-        }
         skip_ws(j);
         if (j->p >= j->end || *j->p != '"') {
             rc = jp_fail(j, QTL_ERR_INVALID_HEADER_DESER,
@@ -517,7 +517,7 @@ static int parse_metadata(struct jp *j)
             rc = oom(j);
             goto done;
         }
-        st->meta[st->nmeta] = (struct st_meta){koff, voff};
+        st->meta[st->nmeta] = (struct st_meta){koff, klen, voff};
         int ins = qtl__hmap_insert(&keys, &st->al, st->strings + koff, klen, (uint32_t)st->nmeta, meta_key, st, NULL);
         if (ins < 0) {
             rc = oom(j);
@@ -541,18 +541,24 @@ done:
     return rc;
 }
 
-int qtl__st_parse_header(qtl_st_t *st, const char *hdr, size_t n)
+int qtl__st_parse_header(qtl_st_t *st, char *hdr, size_t n)
 {
-    struct jp j = {st, (const unsigned char *)hdr, (const unsigned char *)hdr, (const unsigned char *)hdr + n, NULL};
+    unsigned char *h = (unsigned char *)hdr;
+    struct jp j = {st, h, h, h + n, NULL};
     size_t bad = utf8_invalid_at(j.beg, n);
     if (bad != SIZE_MAX)
         return qtl__fail(&st->err, QTL_ERR_INVALID_HEADER,
                          "%s: header byte %zu (0x%02x) is not valid UTF-8 (InvalidHeader)", st->name, bad,
                          j.beg[bad]);
-    st->strings = qtl__malloc(&st->al, n + 1);
-    if (!st->strings || qtl__hmap_init(&st->map, &st->al, 16))
+    /* Every tensor entry opens one '{': size the tables once, no regrowth. */
+    size_t objects = 0;
+    for (const char *q = hdr; (q = memchr(q, '{', (size_t)(hdr + n - q))) != NULL; q++)
+        objects++;
+    st->strings = hdr;
+    if (qtl__hmap_init(&st->map, &st->al, objects) ||
+        qtl__grow(&st->al, (void **)&st->tensors, &st->tensors_cap, objects, sizeof *st->tensors) ||
+        qtl__grow(&st->al, (void **)&st->shapes, &st->shapes_cap, objects * 2, sizeof *st->shapes))
         return oom(&j);
-    st->strings_len = 0;
     int seen_meta = 0;
     if (expect(&j, '{', "at the start of the header"))
         return st->err.code;
@@ -568,7 +574,6 @@ int qtl__st_parse_header(qtl_st_t *st, const char *hdr, size_t n)
                 if (seen_meta)
                     return jp_fail(&j, QTL_ERR_DUPLICATE_KEY, "\"__metadata__\" appears twice");
                 seen_meta = 1;
-                st->strings_len = off; /* key not kept */
                 if (parse_metadata(&j))
                     return st->err.code;
             } else if (parse_tensor(&j, off, len)) {

@@ -112,8 +112,7 @@ static int st_load(qtl_st_t *st)
         return st->err.code == rc ? rc : qtl__fail(&st->err, rc, "%s: cannot read header", st->name);
     }
     hdr[n] = '\0';
-    rc = qtl__st_parse_header(st, hdr, (size_t)n);
-    qtl__free(&st->al, hdr);
+    rc = qtl__st_parse_header(st, hdr, (size_t)n); /* hdr now belongs to st */
     if (rc)
         return rc;
     return qtl__st_validate(st);
@@ -213,7 +212,7 @@ int qtl__st_validate(qtl_st_t *st)
         qsort(st->tensors, n, sizeof *st->tensors, cmp_tensor);
         /* Re-point the name map at the sorted positions. */
         for (size_t s = 0; s < st->map.cap; s++)
-            st->map.slots[s] = 0;
+            st->map.slots[s].value = 0;
         st->map.count = 0;
         for (size_t i = 0; i < n; i++) {
             const char *k;
