@@ -1,2 +1,82 @@
+/* Status table, version, dtype table. */
 #include "testutil.h"
-int main(void) { return 0; }
+
+#include <stdio.h>
+#include <string.h>
+
+static void test_errnames(void **state)
+{
+    (void)state;
+    assert_int_equal(QTL_OK, 0);
+    assert_string_equal(qtl_errname(QTL_OK), "OK");
+    assert_string_equal(qtl_errname(QTL_ERR_INVALID_OFFSET), "INVALID_OFFSET");
+    assert_int_equal(QTL_ERR_INVALID_OFFSET, -26); /* pinned */
+    assert_int_equal(QTL_ERR_TRUNCATED, -31);
+    assert_int_equal(QTL_ERR_LFS_POINTER, -32);
+    assert_string_equal(qtl_errname(12345), "UNKNOWN");
+    assert_string_equal(qtl_strerror(12345), "unknown status");
+    assert_non_null(strstr(qtl_strerror(QTL_ERR_INVALID_OFFSET), "InvalidOffset"));
+    assert_non_null(strstr(qtl_strerror(QTL_ERR_HEADER_TOO_LARGE), "HeaderTooLarge"));
+    /* Every value maps to a distinct name. */
+    static const int all[] = {
+#define XX(name, value, text) value,
+        QTL_STATUS_MAP(XX)
+#undef XX
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        assert_true(all[i] <= 0);
+        assert_string_not_equal(qtl_errname(all[i]), "UNKNOWN");
+        for (size_t k = 0; k < i; k++) {
+            assert_int_not_equal(all[i], all[k]);
+            assert_string_not_equal(qtl_errname(all[i]), qtl_errname(all[k]));
+        }
+    }
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d.%d.%d", QTL_VERSION_MAJOR, QTL_VERSION_MINOR, QTL_VERSION_PATCH);
+    assert_string_equal(qtl_version_string(), buf);
+    assert_int_equal(qtl_version_number(), QTL_VERSION_NUMBER);
+}
+
+static void test_dtypes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } want[QTL_DTYPE_COUNT] = {{"BOOL", 8},       {"F4", 4},           {"F6_E2M3", 6}, {"F6_E3M2", 6},
+                               {"U8", 8},         {"I8", 8},           {"F8_E5M2", 8}, {"F8_E4M3", 8},
+                               {"F8_E8M0", 8},    {"F8_E4M3FNUZ", 8},  {"F8_E5M2FNUZ", 8},
+                               {"I16", 16},       {"U16", 16},         {"F16", 16},    {"BF16", 16},
+                               {"I32", 32},       {"U32", 32},         {"F32", 32},    {"C64", 64},
+                               {"F64", 64},       {"I64", 64},         {"U64", 64}};
+    for (int i = 0; i < QTL_DTYPE_COUNT; i++) {
+        enum qtl_dtype d;
+        assert_string_equal(qtl_dtype_name((enum qtl_dtype)i), want[i].name);
+        assert_int_equal(qtl_dtype_bits((enum qtl_dtype)i), want[i].bits);
+        assert_int_equal(qtl_dtype_from_name(want[i].name, strlen(want[i].name), &d), QTL_OK);
+        assert_int_equal(d, i);
+    }
+    enum qtl_dtype d;
+    assert_int_equal(qtl_dtype_from_name("f32", 3, &d), QTL_ERR_INVALID_ARGUMENT);
+    assert_int_equal(qtl_dtype_from_name("F3", 2, &d), QTL_ERR_INVALID_ARGUMENT);
+    assert_int_equal(qtl_dtype_from_name("F32 ", 4, &d), QTL_ERR_INVALID_ARGUMENT);
+    assert_int_equal(qtl_dtype_from_name("F8_E4M3FNUZX", 12, &d), QTL_ERR_INVALID_ARGUMENT);
+    assert_int_equal(qtl_dtype_from_name("", 0, &d), QTL_ERR_INVALID_ARGUMENT);
+    assert_null(qtl_dtype_name(QTL_DTYPE_COUNT));
+    assert_int_equal(qtl_dtype_bits(QTL_DTYPE_COUNT), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errnames),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_dtypes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
