@@ -238,13 +238,14 @@ static int add_shards_sorted(qtl_ckpt_t *ck, const char **names, size_t n)
 static int load_index(qtl_ckpt_t *ck)
 {
     json_error_t jerr;
-    json_t *root = json_load_file(ck->index_path, JSON_REJECT_DUPLICATES, &jerr);
+    int oom_json;
+    json_t *root = qtl__json_load_file(ck->index_path, &jerr, &oom_json);
+    if (oom_json)
+        return qtl__fail(&ck->err, QTL_ERR_NOMEM, "%s: out of memory parsing the index", ck->index_path);
     if (!root) {
         struct stat sb;
         if (stat(ck->index_path, &sb) != 0)
             return qtl__fail(&ck->err, QTL_ERR_OPEN, "%s: cannot open: %s", ck->index_path, strerror(errno));
-        if (strstr(jerr.text, "out of memory") || strstr(jerr.text, "memory allocation"))
-            return qtl__fail(&ck->err, QTL_ERR_NOMEM, "%s: out of memory parsing the index", ck->index_path);
         return qtl__fail(&ck->err, QTL_ERR_INDEX, "%s: line %d column %d: %s", ck->index_path, jerr.line,
                          jerr.column, jerr.text);
     }

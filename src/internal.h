@@ -99,6 +99,13 @@ int qtl__file_source_open(struct qtl_file_source *fs, const char *path, struct q
 void qtl__file_source_close(struct qtl_file_source *fs);
 int qtl__memory_read(void *ud, void *dst, size_t len, uint64_t offset);
 
+/* ---- JSON files (json.c) ---- */
+struct json_t;
+struct json_error_t;
+/* json_load_file with JSON_REJECT_DUPLICATES; *oom = 1 (and NULL) when any
+ * allocation failed during the parse, whatever jansson made of it. */
+struct json_t *qtl__json_load_file(const char *path, struct json_error_t *err, int *oom);
+
 /* ---- path helpers ---- */
 const char *qtl__basename(const char *path);
 
