@@ -112,7 +112,8 @@ static int st_load(qtl_st_t *st)
         return st->err.code == rc ? rc : qtl__fail(&st->err, rc, "%s: cannot read header", st->name);
     }
     hdr[n] = '\0';
-    rc = qtl__st_parse_header(st, hdr, (size_t)n); /* hdr now belongs to st */
+    st->strings = hdr; /* owned by st from here on */
+    rc = qtl__st_parse_header(st, hdr, (size_t)n);
     if (rc)
         return rc;
     return qtl__st_validate(st);

@@ -187,8 +187,10 @@ static int put_string(qtl_st_writer_t *w, const char *s)
 
 static int build_header(qtl_st_writer_t *w)
 {
-    qsort(w->t, w->nt, sizeof *w->t, cmp_tensor);
-    qsort(w->m, w->nm, sizeof *w->m, cmp_meta);
+    if (w->nt > 1)
+        qsort(w->t, w->nt, sizeof *w->t, cmp_tensor);
+    if (w->nm > 1)
+        qsort(w->m, w->nm, sizeof *w->m, cmp_meta);
     w->hdr_len = 0;
     int rc = put(w, "{", 1);
     if (w->nm) {
