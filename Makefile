@@ -42,7 +42,8 @@ test-clang: deps
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DQTL_FUZZ=ON -DQTL_BUILD_TESTS=OFF >/dev/null
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_file
-	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict tests/fuzz/corpus
+	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict \
+	    tests/fuzz/corpus tests/data/bad $(wildcard ../shared/fixtures/real)
 
 bench: build
 	./$(BUILD)/qtl bench header

@@ -3,14 +3,25 @@
 
 #include <string.h>
 
+/* Word-at-a-time multiply-xorshift hash (names are long and alike: FNV's
+ * byte loop showed up in header-parse profiles). */
 uint32_t qtl__hmap_hash(const char *key, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 16777619u;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, key + i, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
     }
-    return h;
+    uint64_t t = 0;
+    for (size_t k = 0; i + k < len; k++)
+        t |= (uint64_t)(unsigned char)key[i + k] << (8 * k);
+    h = (h ^ t) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (uint32_t)(h >> 32);
 }
 
 int qtl__hmap_init(struct qtl_hmap *m, const struct qtl_alloc *al, size_t expected)

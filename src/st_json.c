@@ -161,6 +161,17 @@ static int parse_string(struct jp *j, size_t *off, size_t *len)
     if (j->p >= j->end || *j->p != '"')
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected a string");
     unsigned char *start = ++j->p, *p = start, *e = j->end;
+    /* Plain bytes 8 at a time: stop at a word holding '"', '\\' or a byte < 0x20. */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (e - p >= 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs) | ((w - ones * 0x20) & ~w & highs))
+            break;
+        p += 8;
+    }
     while (p < e && *p >= 0x20 && *p != '"' && *p != '\\')
         p++;
     unsigned char *o = p;
