@@ -305,8 +305,8 @@ struct qtl_diag {
     const char *message;
 };
 
-/*! qtl_ckpt_open() : `path` is a directory (model.safetensors.index.json, else
- *  model.safetensors, else every *.safetensors in it), an index.json file, or
+/*! qtl_ckpt_open() : `path` is a directory (its model.safetensors.index.json,
+ *  else every *.safetensors file in it, as vLLM does), an index.json file, or
  *  one .safetensors file. Reads the index only; each shard is opened lazily,
  *  once, when a tensor in it is first needed. */
 QTL_API int qtl_ckpt_open(const char *path, const struct qtl_open_options *opts, qtl_ckpt_t **out);

@@ -375,18 +375,14 @@ int qtl_ckpt_open(const char *path, const struct qtl_open_options *opts, qtl_ckp
         ck->dir = qtl__strndup(&ck->al, path, n);
         if (!ck->dir)
             return oom(ck);
+        /* As vLLM: the index when there is one, else every *.safetensors file. */
         char *idx = qtl__asprintf(&ck->al, "%s/model.safetensors.index.json", ck->dir);
-        char *one = qtl__asprintf(&ck->al, "%s/model.safetensors", ck->dir);
-        if (idx && file_exists(idx))
-            ck->index_path = idx, idx = NULL;
-        else if (one && file_exists(one))
-            single = "model.safetensors";
-        int nomem = !idx && !ck->index_path;
-        nomem |= !one;
-        qtl__free(&ck->al, idx);
-        qtl__free(&ck->al, one);
-        if (nomem)
+        if (!idx)
             return oom(ck);
+        if (file_exists(idx))
+            ck->index_path = idx;
+        else
+            qtl__free(&ck->al, idx);
     } else {
         const char *base = qtl__basename(path);
         ck->dir = base == path ? qtl__strdup(&ck->al, ".") : qtl__strndup(&ck->al, path, (size_t)(base - path - 1));
