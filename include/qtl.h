@@ -168,6 +168,108 @@ QTL_API unsigned qtl_dtype_bits(enum qtl_dtype dtype);
  *  @return QTL_OK and *out, or QTL_ERR_INVALID_ARGUMENT. */
 QTL_API int qtl_dtype_from_name(const char *name, size_t len, enum qtl_dtype *out);
 
+/* ---- number conversions (exact; src/minifloat.c) --------------------------
+ * Decoders return the exact value as f32 (every value of these formats is
+ * representable). NaN results are the quiet NaN 0x7FC00000 with the code's
+ * sign (F16 and BF16 keep their payload; F16 quiets it as F16C does).
+ *   E4M3FN  (F8_E4M3)     bias 7, no Inf, NaN = 0x7F/0xFF, max 448, subnormal k*2^-9
+ *   E4M3FNUZ              bias 8, no Inf, no -0, NaN = 0x80 only, max 240, subnormal k*2^-10
+ *   E5M2                  bias 15, IEEE-like: Inf 0x7C/0xFC, NaN 0x7D-0x7F, max 57344
+ *   E5M2FNUZ              bias 16, no Inf, no -0, NaN = 0x80 only, max 57344
+ *   E8M0    (F8_E8M0)     2^(x-127), 0xFF = NaN, no zero, no sign
+ *   E2M1    (F4)          {0, .5, 1, 1.5, 2, 3, 4, 6} with sign bit 3; in bytes the
+ *                         low nibble is the even element, the high nibble the odd one
+ * Encoders round to nearest, ties to even, on the f32 value:
+ *   qtl_f32_to_e4m3  saturates to +-448 (exporters clamp before casting); NaN -> 0x7F|sign
+ *   qtl_f32_to_e2m1  saturates to +-6; keeps the sign of -0 (0x8); NaN -> 0x7|sign
+ *   qtl_f32_to_e8m0  RNE in the exponent (ties to the even code); 0 and values below
+ *                    2^-127 -> 0x00; negative, NaN, Inf, > 1.5*2^127 -> 0xFF (NaN)
+ *   qtl_f32_to_bf16  RNE; NaN -> quiet NaN with the same sign and top payload bits
+ *   qtl_f32_to_f16   RNE; overflow -> Inf; subnormals RNE; NaN -> quiet NaN */
+QTL_API float qtl_e4m3_to_f32(uint8_t x);
+QTL_API float qtl_e4m3fnuz_to_f32(uint8_t x);
+QTL_API float qtl_e5m2_to_f32(uint8_t x);
+QTL_API float qtl_e5m2fnuz_to_f32(uint8_t x);
+QTL_API float qtl_e8m0_to_f32(uint8_t x);
+QTL_API float qtl_e2m1_to_f32(uint8_t nibble); /* low 4 bits used */
+QTL_API float qtl_bf16_to_f32(uint16_t x);
+QTL_API float qtl_f16_to_f32(uint16_t x);
+QTL_API uint8_t qtl_f32_to_e4m3(float f);
+QTL_API uint8_t qtl_f32_to_e2m1(float f);
+QTL_API uint8_t qtl_f32_to_e8m0(float f);
+QTL_API uint16_t qtl_f32_to_bf16(float f);
+QTL_API uint16_t qtl_f32_to_f16(float f);
+/*! qtl_to_f32() : decode `n` elements of `dtype` (BOOL, U8, I8, F8_*, I16, U16,
+ *  F16, BF16, I32, U32, F32, I64, U64, F64; F4 two per byte) into f32.
+ *  @return QTL_OK, or QTL_ERR_UNSUPPORTED for F6_* and C64. */
+QTL_API int qtl_to_f32(enum qtl_dtype dtype, const void *src, size_t n, float *dst);
+
+/* ---- dequantization (src/dequant.c) -----------------------------------------
+ * A weight is [rows, cols] = [out, in]. The arithmetic is pinned f32, built
+ * with -ffp-contract=off (no FMA): the effective scale of a block is computed
+ * first, then one multiply per element:
+ *   FP8          w = (float)e4m3(q) * s
+ *   INT8/packed  w = (float)(q - zp) * s          (zp = 0 when symmetric)
+ *   NVFP4 CT     s = (float)e4m3(scale) / global  (global = weight_global_scale)
+ *   NVFP4 ModelOpt s = (float)e4m3(scale) * global (global = weight_scale_2)
+ *   MXFP4        s = e8m0(scale);  w = e2m1(q) * s
+ * where s is the scale of the element's tensor / row / group / block decoded
+ * exactly from its dtype (F32, BF16, F16, F8_E4M3, or U8/F8_E8M0 for MX).
+ * bf16 output is the RNE rounding of that f32. Fast paths (AVX2, chosen at run
+ * time) give bit-identical results; so does any thread count. */
+enum qtl_scheme {
+    QTL_SCHEME_NONE = 0,           /* F32 / BF16 / F16 weight, converted */
+    QTL_SCHEME_FP8 = 1,            /* F8_E4M3 weight */
+    QTL_SCHEME_INT8 = 2,           /* I8 weight */
+    QTL_SCHEME_NVFP4_CT = 3,       /* U8 [rows, cols/2] E2M1 pairs, E4M3 scale per 16, / global */
+    QTL_SCHEME_NVFP4_MODELOPT = 4, /* same, * global (weight_scale_2) */
+    QTL_SCHEME_MXFP4 = 5,          /* U8 [rows, cols/2] E2M1 pairs, E8M0 scale per 32 */
+    QTL_SCHEME_PACKED_INT = 6,     /* compressed-tensors pack-quantized: I32 words, dense
+                                      little-endian bitstream per row, code = q + 2^(bits-1) */
+    QTL_SCHEME_COUNT = 7
+};
+
+enum qtl_granularity {
+    QTL_SCALE_TENSOR = 0,  /* scale[0] */
+    QTL_SCALE_CHANNEL = 1, /* scale[r] (shape [rows, 1]) */
+    QTL_SCALE_GROUP = 2,   /* scale[r, c / group] or scale[r, g_idx[c]] (shape [rows, ceil(cols/group)]) */
+    QTL_SCALE_BLOCK = 3    /* scale[r / block_rows, c / block_cols] (ragged last blocks) */
+};
+
+struct qtl_dequant_desc {
+    enum qtl_scheme scheme;
+    uint64_t rows, cols;             /* logical shape of the weight */
+    const void *weight;
+    enum qtl_dtype weight_dtype;     /* for QTL_SCHEME_NONE: F32, BF16 or F16 */
+    enum qtl_granularity granularity; /* NVFP4 and MXFP4 imply GROUP of 16 / 32 */
+    uint32_t group_size;
+    uint32_t block_rows, block_cols;
+    const void *scale;
+    enum qtl_dtype scale_dtype;
+    float global_scale;              /* NVFP4 only */
+    const void *zero_point;          /* NULL: symmetric. INT8: same layout as the scale,
+                                        I8 or I32. PACKED_INT: I32 words packed along rows,
+                                        [ceil(rows*bits/32), scale columns] */
+    const int32_t *g_idx;            /* PACKED_INT/INT8 GROUP only: group of each column, or NULL */
+    uint32_t bits;                   /* PACKED_INT: 1..8 */
+};
+
+/*! qtl_dequant_scheme_name() : "fp8", "int8", "nvfp4-ct", ... or NULL. */
+QTL_API const char *qtl_dequant_scheme_name(enum qtl_scheme scheme);
+/*! qtl_dequant_check() : validate a descriptor (shapes, dtypes, g_idx range)
+ *  and report the byte sizes its tensors must have. Any NULL out pointer is
+ *  skipped. On failure `msg` (if not NULL) receives the reason. */
+QTL_API int qtl_dequant_check(const struct qtl_dequant_desc *d, uint64_t *weight_bytes, uint64_t *scale_bytes,
+                              uint64_t *zero_point_bytes, char *msg, size_t msg_cap);
+/*! qtl_dequant() : rows [row0, row0 + nrows) of the weight into dst (F32 or
+ *  BF16, row-major, dst_size = nrows * cols * 4 or 2). n_threads <= 1 runs on
+ *  the calling thread. The descriptor is validated first (qtl_dequant_check).
+ *  `fast` = 0 forces the portable reference kernels. */
+QTL_API int qtl_dequant(const struct qtl_dequant_desc *d, uint64_t row0, uint64_t nrows, enum qtl_dtype out,
+                        void *dst, size_t dst_size, int n_threads, int fast, char *msg, size_t msg_cap);
+/*! qtl_dequant_fast_name() : the fast path this CPU selected ("avx2", "none"). */
+QTL_API const char *qtl_dequant_fast_name(void);
+
 /* ---- byte sources -------------------------------------------------------- */
 /* A pread-like source: read exactly `len` bytes at `offset` into `dst`.
  * @return 0, or a negative status (QTL_ERR_IO for a short read). The parser
