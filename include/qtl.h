@@ -247,9 +247,10 @@ struct qtl_dequant_desc {
     const void *scale;
     enum qtl_dtype scale_dtype;
     float global_scale;              /* NVFP4 only */
-    const void *zero_point;          /* NULL: symmetric. INT8: same layout as the scale,
-                                        I8 or I32. PACKED_INT: I32 words packed along rows,
-                                        [ceil(rows*bits/32), scale columns] */
+    const void *zero_point;          /* NULL: symmetric. INT8: same layout as the scale.
+                                        PACKED_INT: I32 words packed along rows,
+                                        [ceil(rows*bits/32), scale columns], code = zp + 2^(bits-1) */
+    enum qtl_dtype zero_point_dtype; /* INT8: I8 or I32; PACKED_INT: I32 */
     const int32_t *g_idx;            /* PACKED_INT/INT8 GROUP only: group of each column, or NULL */
     uint32_t bits;                   /* PACKED_INT: 1..8 */
 };

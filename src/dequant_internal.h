@@ -1,0 +1,39 @@
+/* Internal: the validated form of a dequant descriptor, shared by the
+ * reference kernels (dequant.c) and the fast paths (dequant_avx2.c). */
+#ifndef QTL_DEQUANT_INTERNAL_H
+#define QTL_DEQUANT_INTERNAL_H
+
+#include "minifloat.h"
+
+struct dq_plan {
+    const struct qtl_dequant_desc *d;
+    uint64_t row_bytes;   /* bytes of one stored weight row */
+    uint64_t ngroups;     /* effective scales per row (scale columns) */
+    uint64_t seg;         /* columns sharing one scale (cols for tensor/channel); 0 with g_idx */
+    uint32_t bits;        /* stored bits per element */
+    enum qtl_granularity gran; /* as given, or GROUP for the FP4 schemes */
+};
+
+/* Per-row effective scales s[g] and integer zero points z[g] (g < ngroups). */
+struct dq_row {
+    uint64_t r;
+    const float *s;
+    const int32_t *z; /* NULL when symmetric */
+};
+
+/* Writes cols f32 values of row r. */
+typedef void (*dq_row_fn)(const struct dq_plan *p, const struct dq_row *row, float *out);
+
+struct dq_traits {
+    const char *name;
+    dq_row_fn ref;
+    dq_row_fn fast; /* NULL: none on this CPU */
+};
+
+/* Fast row kernels for this CPU, or NULL (dequant_avx2.c). */
+dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p);
+const char *qtl__dq_fast_name(void);
+/* f32 -> bf16 (RNE) of n values, fast where available. */
+void qtl__f32_to_bf16_row(const float *src, uint16_t *dst, uint64_t n);
+
+#endif
