@@ -134,10 +134,15 @@ static int bench_header(int argc, char **argv)
     return status;
 }
 
+int bench_dequant(int argc, char **argv);
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "header"))
         return bench_header(argc - 2, argv + 2);
-    printf("usage: qtl bench header [--tensors N] [--reps R]\n");
+    if (argc >= 2 && !strcmp(argv[1], "dequant"))
+        return bench_dequant(argc - 2, argv + 2);
+    printf("usage: qtl bench header [--tensors N] [--reps R]\n"
+           "       qtl bench dequant [--rows R --cols C] [--reps R]   (default 8192 x 8192, 7 reps)\n");
     return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? CLI_OK : CLI_USAGE;
 }

@@ -86,22 +86,25 @@ static inline uint64_t group_of(const struct dq_plan *p, uint64_t c)
 
 /* ---- reference kernels ---- */
 
-static void ref_none(const struct dq_plan *p, const struct dq_row *row, float *out)
+static void ref_none(const struct dq_plan *p, const struct dq_row *row, void *dst)
 {
+    float *out = dst;
     const struct qtl_dequant_desc *d = p->d;
     qtl_to_f32(d->weight_dtype, (const unsigned char *)d->weight + row->r * p->row_bytes, d->rows ? d->cols : 0,
                out);
 }
 
-static void ref_fp8(const struct dq_plan *p, const struct dq_row *row, float *out)
+static void ref_fp8(const struct dq_plan *p, const struct dq_row *row, void *dst)
 {
+    float *out = dst;
     const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
     for (uint64_t c = 0; c < p->d->cols; c++)
         out[c] = qtl__tab.e4m3[q[c]] * row->s[group_of(p, c)];
 }
 
-static void ref_int8(const struct dq_plan *p, const struct dq_row *row, float *out)
+static void ref_int8(const struct dq_plan *p, const struct dq_row *row, void *dst)
 {
+    float *out = dst;
     const int8_t *q = (const int8_t *)p->d->weight + row->r * p->row_bytes;
     for (uint64_t c = 0; c < p->d->cols; c++) {
         uint64_t g = group_of(p, c);
@@ -110,8 +113,9 @@ static void ref_int8(const struct dq_plan *p, const struct dq_row *row, float *o
     }
 }
 
-static void ref_fp4(const struct dq_plan *p, const struct dq_row *row, float *out)
+static void ref_fp4(const struct dq_plan *p, const struct dq_row *row, void *dst)
 {
+    float *out = dst;
     const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
     for (uint64_t c = 0; c < p->d->cols; c++) {
         uint8_t b = q[c / 2];
@@ -120,8 +124,9 @@ static void ref_fp4(const struct dq_plan *p, const struct dq_row *row, float *ou
     }
 }
 
-static void ref_packed(const struct dq_plan *p, const struct dq_row *row, float *out)
+static void ref_packed(const struct dq_plan *p, const struct dq_row *row, void *dst)
 {
+    float *out = dst;
     const struct qtl_dequant_desc *d = p->d;
     const unsigned char *base = (const unsigned char *)d->weight + row->r * p->row_bytes;
     int32_t half = 1 << (d->bits - 1);
@@ -133,13 +138,13 @@ static void ref_packed(const struct dq_plan *p, const struct dq_row *row, float 
 }
 
 static struct dq_traits traits[QTL_SCHEME_COUNT] = {
-    [QTL_SCHEME_NONE] = {"none", ref_none, NULL},
-    [QTL_SCHEME_FP8] = {"fp8", ref_fp8, NULL},
-    [QTL_SCHEME_INT8] = {"int8", ref_int8, NULL},
-    [QTL_SCHEME_NVFP4_CT] = {"nvfp4-ct", ref_fp4, NULL},
-    [QTL_SCHEME_NVFP4_MODELOPT] = {"nvfp4-modelopt", ref_fp4, NULL},
-    [QTL_SCHEME_MXFP4] = {"mxfp4", ref_fp4, NULL},
-    [QTL_SCHEME_PACKED_INT] = {"packed-int", ref_packed, NULL},
+    [QTL_SCHEME_NONE] = {"none", ref_none},
+    [QTL_SCHEME_FP8] = {"fp8", ref_fp8},
+    [QTL_SCHEME_INT8] = {"int8", ref_int8},
+    [QTL_SCHEME_NVFP4_CT] = {"nvfp4-ct", ref_fp4},
+    [QTL_SCHEME_NVFP4_MODELOPT] = {"nvfp4-modelopt", ref_fp4},
+    [QTL_SCHEME_MXFP4] = {"mxfp4", ref_fp4},
+    [QTL_SCHEME_PACKED_INT] = {"packed-int", ref_packed},
 };
 
 const char *qtl_dequant_scheme_name(enum qtl_scheme s)
@@ -324,22 +329,23 @@ int qtl_dequant_check(const struct qtl_dequant_desc *d, uint64_t *wb, uint64_t *
 
 /* ---- driver ---- */
 
-static void run_rows(const struct dq_plan *p, dq_row_fn fn, uint64_t r0, uint64_t r1, uint64_t first_row,
-                     enum qtl_dtype out, void *dst, int *failed)
+/* fn writes `out` directly when direct, else f32 rows that become bf16. */
+static void run_rows(const struct dq_plan *p, dq_row_fn fn, int direct, uint64_t r0, uint64_t r1,
+                     uint64_t first_row, enum qtl_dtype out, void *dst, int *failed)
 {
     const struct qtl_dequant_desc *d = p->d;
     float *s = malloc(p->ngroups * sizeof *s);
     int32_t *z = d->zero_point ? malloc(p->ngroups * sizeof *z) : NULL;
-    float *tmp = out == QTL_DTYPE_BF16 ? malloc((d->cols ? d->cols : 1) * sizeof *tmp) : NULL;
-    if (!s || (d->zero_point && !z) || (out == QTL_DTYPE_BF16 && !tmp)) {
+    float *tmp = !direct ? malloc((d->cols ? d->cols : 1) * sizeof *tmp) : NULL;
+    if (!s || (d->zero_point && !z) || (!direct && !tmp)) {
         *failed = 1;
     } else {
         for (uint64_t r = r0; r < r1; r++) {
             row_scales(p, r, s, z);
             struct dq_row row = {r, s, z};
             uint64_t o = (r - first_row) * d->cols;
-            if (out == QTL_DTYPE_F32) {
-                fn(p, &row, (float *)dst + o);
+            if (direct) {
+                fn(p, &row, out == QTL_DTYPE_F32 ? (void *)((float *)dst + o) : (void *)((uint16_t *)dst + o));
             } else {
                 fn(p, &row, tmp);
                 qtl__f32_to_bf16_row(tmp, (uint16_t *)dst + o, d->cols);
@@ -368,29 +374,27 @@ int qtl_dequant(const struct qtl_dequant_desc *d, uint64_t row0, uint64_t nrows,
     if (__builtin_mul_overflow(nrows, d->cols, &need) ||
         __builtin_mul_overflow(need, (uint64_t)(out == QTL_DTYPE_F32 ? 4 : 2), &need) || need != dst_size)
         return bad(msg, cap, "destination holds %zu bytes, the rows need %llu", dst_size, (unsigned long long)need);
-    dq_row_fn fn = traits[d->scheme].ref;
-    if (fast) {
-        dq_row_fn f = qtl__dq_fast(d->scheme, &p);
-        if (f)
-            fn = f;
-    }
+    dq_row_fn fn = traits[d->scheme].ref, f = fast ? qtl__dq_fast(d->scheme, &p, out) : NULL;
+    int direct = out == QTL_DTYPE_F32;
+    if (f)
+        fn = f, direct = 1;
     int failed = 0;
     if (n_threads <= 1 || nrows < 2) {
-        run_rows(&p, fn, row0, end, row0, out, dst, &failed);
+        run_rows(&p, fn, direct, row0, end, row0, out, dst, &failed);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)
         {
-            int nt = omp_get_num_threads(), me = omp_get_thread_num(), f = 0;
+            int nt = omp_get_num_threads(), me = omp_get_thread_num(), oom = 0;
             uint64_t a = row0 + nrows * (uint64_t)me / (uint64_t)nt, b = row0 + nrows * (uint64_t)(me + 1) / (uint64_t)nt;
-            run_rows(&p, fn, a, b, row0, out, dst, &f);
-            if (f) {
+            run_rows(&p, fn, direct, a, b, row0, out, dst, &oom);
+            if (oom) {
 #pragma omp atomic write
                 failed = 1;
             }
         }
 #else
-        run_rows(&p, fn, row0, end, row0, out, dst, &failed);
+        run_rows(&p, fn, direct, row0, end, row0, out, dst, &failed);
 #endif
     }
     if (failed) {

@@ -35,44 +35,111 @@ static inline __m256 e4m3_to_ps(__m128i b8)
     return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
 }
 
-static void fast_fp8(const struct dq_plan *p, const struct dq_row *row, float *out)
+/* ---- output: 8 f32 values at column c, as f32 or bf16 (RNE, NaN quieted) ----
+ * Full vectors use non-temporal stores where aligned: the output is written
+ * once and not read back, so it should not evict the input from the cache
+ * nor be read for ownership. Each row function ends with an sfence. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE __m128i bf16x8(__m256 v)
 {
-    const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
-    uint64_t cols = p->d->cols;
-    for (uint64_t c0 = 0, g = 0; c0 < cols; c0 += p->seg, g++) {
-        uint64_t c1 = c0 + p->seg < cols ? c0 + p->seg : cols, c = c0;
-        float s = row->s[g];
-        __m256 vs = _mm256_set1_ps(s);
-        for (; c + 8 <= c1; c += 8) {
-            __m128i b = _mm_loadl_epi64((const __m128i *)(q + c));
-            _mm256_storeu_ps(out + c, _mm256_mul_ps(e4m3_to_ps(b), vs));
-        }
-        for (; c < c1; c++)
-            out[c] = qtl__tab.e4m3[q[c]] * s;
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    __m256i x = _mm256_castps_si256(v);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs_mask), inf);
+    __m256i rnd = _mm256_add_epi32(
+        x, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1))));
+    __m256i r = _mm256_srli_epi32(_mm256_blendv_epi8(rnd, _mm256_or_si256(x, _mm256_set1_epi32(0x400000)), nan), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+
+ALWAYS_INLINE void emit8(void *out, uint64_t c, __m256 v, const int bf16)
+{
+    if (bf16) {
+        uint16_t *o = (uint16_t *)out + c;
+        __m128i h = bf16x8(v);
+        if (((uintptr_t)o & 15) == 0)
+            _mm_stream_si128((__m128i *)o, h);
+        else
+            _mm_storeu_si128((__m128i *)o, h);
+    } else {
+        float *o = (float *)out + c;
+        if (((uintptr_t)o & 31) == 0)
+            _mm256_stream_ps(o, v);
+        else
+            _mm256_storeu_ps(o, v);
     }
 }
 
-static void fast_int8(const struct dq_plan *p, const struct dq_row *row, float *out)
+ALWAYS_INLINE void emit1(void *out, uint64_t c, float v, const int bf16)
+{
+    if (bf16)
+        ((uint16_t *)out)[c] = qtl_f32_to_bf16(v);
+    else
+        ((float *)out)[c] = v;
+}
+
+/* Segments of columns sharing one scale: [c0, c1), group g. */
+#define FOR_SEGMENTS(p, row)                                                                                       \
+    for (uint64_t c0 = 0, g = 0, cols_ = (p)->d->cols; c0 < cols_; c0 += (p)->seg, g++)                             \
+        for (uint64_t c1 = c0 + (p)->seg < cols_ ? c0 + (p)->seg : cols_, once_ = 1; once_; once_ = 0)
+
+ALWAYS_INLINE void k_fp8(const struct dq_plan *p, const struct dq_row *row, void *out, const int bf16)
+{
+    const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
+    FOR_SEGMENTS(p, row) {
+        float s = row->s[g];
+        __m256 vs = _mm256_set1_ps(s);
+        uint64_t c = c0;
+        for (; c + 8 <= c1; c += 8)
+            emit8(out, c, _mm256_mul_ps(e4m3_to_ps(_mm_loadl_epi64((const __m128i *)(q + c))), vs), bf16);
+        for (; c < c1; c++)
+            emit1(out, c, qtl__tab.e4m3[q[c]] * s, bf16);
+    }
+    _mm_sfence();
+}
+
+/* Per-column groups (act-order g_idx): gather the scale (and zero point) of
+ * each of 8 columns. */
+ALWAYS_INLINE __m256 gather_s(const struct dq_row *row, const int32_t *gi) { return _mm256_i32gather_ps(row->s, _mm256_loadu_si256((const __m256i *)gi), 4); }
+ALWAYS_INLINE __m256i gather_z(const struct dq_row *row, const int32_t *gi)
+{
+    return row->z ? _mm256_i32gather_epi32(row->z, _mm256_loadu_si256((const __m256i *)gi), 4) : _mm256_setzero_si256();
+}
+
+ALWAYS_INLINE void k_int8(const struct dq_plan *p, const struct dq_row *row, void *out, const int bf16)
 {
     const int8_t *q = (const int8_t *)p->d->weight + row->r * p->row_bytes;
-    uint64_t cols = p->d->cols;
-    for (uint64_t c0 = 0, g = 0; c0 < cols; c0 += p->seg, g++) {
-        uint64_t c1 = c0 + p->seg < cols ? c0 + p->seg : cols, c = c0;
+    if (!p->seg) {
+        const int32_t *gi = p->d->g_idx;
+        uint64_t c = 0, cols = p->d->cols;
+        for (; c + 8 <= cols; c += 8) {
+            __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + c)));
+            __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(x, gather_z(row, gi + c)));
+            emit8(out, c, _mm256_mul_ps(v, gather_s(row, gi + c)), bf16);
+        }
+        for (; c < cols; c++)
+            emit1(out, c, (float)(q[c] - (row->z ? row->z[gi[c]] : 0)) * row->s[gi[c]], bf16);
+        _mm_sfence();
+        return;
+    }
+    FOR_SEGMENTS(p, row) {
         float s = row->s[g];
         int32_t z = row->z ? row->z[g] : 0;
         __m256 vs = _mm256_set1_ps(s);
         __m256i vz = _mm256_set1_epi32(z);
+        uint64_t c = c0;
         for (; c + 8 <= c1; c += 8) {
             __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + c)));
-            __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(x, vz));
-            _mm256_storeu_ps(out + c, _mm256_mul_ps(v, vs));
+            emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, vz)), vs), bf16);
         }
         for (; c < c1; c++)
-            out[c] = (float)(q[c] - z) * s;
+            emit1(out, c, (float)(q[c] - z) * s, bf16);
     }
+    _mm_sfence();
 }
 
-/* 16 E2M1 codes of 8 packed bytes -> two vectors of exact f32 (low nibble first). */
+/* 16 E2M1 codes of 8 packed bytes -> two vectors of exact f32 (low nibble first):
+ * magnitude from an 8-entry table, sign bit 3 of the code moved to bit 31. */
 static inline void e2m1x16(const uint8_t *src, __m256 *a, __m256 *b)
 {
     const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
@@ -88,92 +155,136 @@ static inline void e2m1x16(const uint8_t *src, __m256 *a, __m256 *b)
     *b = _mm256_or_ps(v1, _mm256_castsi256_ps(s1));
 }
 
-static void fast_fp4(const struct dq_plan *p, const struct dq_row *row, float *out)
+ALWAYS_INLINE void k_fp4(const struct dq_plan *p, const struct dq_row *row, void *out, const int bf16)
 {
     const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
-    uint64_t cols = p->d->cols;
-    for (uint64_t c0 = 0, g = 0; c0 < cols; c0 += p->seg, g++) {
-        uint64_t c1 = c0 + p->seg < cols ? c0 + p->seg : cols, c = c0;
+    FOR_SEGMENTS(p, row) {
         float s = row->s[g];
         __m256 vs = _mm256_set1_ps(s);
+        uint64_t c = c0;
         for (; c + 16 <= c1; c += 16) {
             __m256 a, b;
             e2m1x16(q + c / 2, &a, &b);
-            _mm256_storeu_ps(out + c, _mm256_mul_ps(a, vs));
-            _mm256_storeu_ps(out + c + 8, _mm256_mul_ps(b, vs));
+            emit8(out, c, _mm256_mul_ps(a, vs), bf16);
+            emit8(out, c + 8, _mm256_mul_ps(b, vs), bf16);
         }
         for (; c < c1; c++) {
             uint8_t by = q[c / 2];
-            out[c] = ((c & 1) ? qtl__tab.e2m1_hi[by] : qtl__tab.e2m1_lo[by]) * s;
+            emit1(out, c, ((c & 1) ? qtl__tab.e2m1_hi[by] : qtl__tab.e2m1_lo[by]) * s, bf16);
         }
     }
+    _mm_sfence();
 }
 
-/* 4-bit pack-quantized, groups a multiple of 8 columns (whole words). */
-static void fast_packed4(const struct dq_plan *p, const struct dq_row *row, float *out)
+/* Codes of 8 columns starting at c (c a multiple of 8) of a 4- or 8-bit row. */
+ALWAYS_INLINE __m256i codes8(const unsigned char *w, uint64_t c, const int bits)
+{
+    if (bits == 4) {
+        uint32_t word;
+        memcpy(&word, w + c / 2, 4);
+        const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+        return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)word), shifts), _mm256_set1_epi32(0xF));
+    }
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + c)));
+}
+
+ALWAYS_INLINE int32_t code1(const unsigned char *w, uint64_t c, const int bits)
+{
+    if (bits == 4) {
+        uint32_t word;
+        memcpy(&word, w + (c / 8) * 4, 4);
+        return (int32_t)((word >> (4 * (c % 8))) & 0xF);
+    }
+    return w[c];
+}
+
+ALWAYS_INLINE void k_packed(const struct dq_plan *p, const struct dq_row *row, void *out, const int bits, const int bf16)
 {
     const unsigned char *w = (const unsigned char *)p->d->weight + row->r * p->row_bytes;
-    uint64_t cols = p->d->cols;
-    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    for (uint64_t c0 = 0, g = 0; c0 < cols; c0 += p->seg, g++) {
-        uint64_t c1 = c0 + p->seg < cols ? c0 + p->seg : cols, c = c0;
-        float s = row->s[g];
-        int32_t off = 8 + (row->z ? row->z[g] : 0);
-        __m256 vs = _mm256_set1_ps(s);
-        __m256i voff = _mm256_set1_epi32(off);
-        for (; c + 8 <= c1; c += 8) {
-            uint32_t word;
-            memcpy(&word, w + c / 2, 4);
-            __m256i x = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)word), shifts),
-                                         _mm256_set1_epi32(0xF));
-            _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, voff)), vs));
+    const int32_t half = 1 << (bits - 1);
+    if (!p->seg) {
+        const int32_t *gi = p->d->g_idx;
+        uint64_t c = 0, cols = p->d->cols;
+        for (; c + 8 <= cols; c += 8) {
+            __m256i x = _mm256_sub_epi32(codes8(w, c, bits), _mm256_set1_epi32(half));
+            __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(x, gather_z(row, gi + c)));
+            emit8(out, c, _mm256_mul_ps(v, gather_s(row, gi + c)), bf16);
         }
-        for (; c < c1; c++) {
-            uint32_t word;
-            memcpy(&word, w + (c / 8) * 4, 4);
-            out[c] = (float)((int32_t)((word >> (4 * (c % 8))) & 0xF) - off) * s;
-        }
+        for (; c < cols; c++)
+            emit1(out, c, (float)(code1(w, c, bits) - half - (row->z ? row->z[gi[c]] : 0)) * row->s[gi[c]], bf16);
+        _mm_sfence();
+        return;
     }
-}
-
-/* 8-bit pack-quantized: bytes of the words are the codes, in order. */
-static void fast_packed8(const struct dq_plan *p, const struct dq_row *row, float *out)
-{
-    const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
-    uint64_t cols = p->d->cols;
-    for (uint64_t c0 = 0, g = 0; c0 < cols; c0 += p->seg, g++) {
-        uint64_t c1 = c0 + p->seg < cols ? c0 + p->seg : cols, c = c0;
+    FOR_SEGMENTS(p, row) {
         float s = row->s[g];
-        int32_t off = 128 + (row->z ? row->z[g] : 0);
+        int32_t off = half + (row->z ? row->z[g] : 0);
         __m256 vs = _mm256_set1_ps(s);
         __m256i voff = _mm256_set1_epi32(off);
-        for (; c + 8 <= c1; c += 8) {
-            __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + c)));
-            _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, voff)), vs));
-        }
+        uint64_t c = c0;
+        for (; c + 8 <= c1; c += 8)
+            emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(codes8(w, c, bits), voff)), vs), bf16);
         for (; c < c1; c++)
-            out[c] = (float)((int32_t)q[c] - off) * s;
+            emit1(out, c, (float)(code1(w, c, bits) - off) * s, bf16);
     }
+    _mm_sfence();
 }
 
-dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p)
+ALWAYS_INLINE void k_bf16_in(const struct dq_plan *p, const struct dq_row *row, void *out, const int bf16)
 {
-    if (!have_avx2() || !p->seg)
-        return NULL; /* g_idx: the reference gathers per column */
+    const uint16_t *q = (const uint16_t *)((const unsigned char *)p->d->weight + row->r * p->row_bytes);
+    uint64_t c = 0, cols = p->d->cols;
+    for (; c + 8 <= cols; c += 8) {
+        __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(q + c)));
+        emit8(out, c, _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), bf16);
+    }
+    for (; c < cols; c++)
+        emit1(out, c, qtl_bf16_to_f32(q[c]), bf16);
+    _mm_sfence();
+}
+
+#define WRAP(name, body)                                                                                           \
+    static void name##_f32(const struct dq_plan *p, const struct dq_row *row, void *out) { body(p, row, out, 0); } \
+    static void name##_bf16(const struct dq_plan *p, const struct dq_row *row, void *out) { body(p, row, out, 1); }
+#define K_PACKED4(p, row, out, bf) k_packed(p, row, out, 4, bf)
+#define K_PACKED8(p, row, out, bf) k_packed(p, row, out, 8, bf)
+WRAP(fast_fp8, k_fp8)
+WRAP(fast_int8, k_int8)
+WRAP(fast_fp4, k_fp4)
+WRAP(fast_packed4, K_PACKED4)
+WRAP(fast_packed8, K_PACKED8)
+WRAP(fast_bf16in, k_bf16_in)
+
+dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl_dtype out)
+{
+    if (!have_avx2())
+        return NULL;
+    int b = out == QTL_DTYPE_BF16;
+#define PICK(name) return b ? name##_bf16 : name##_f32
     switch (scheme) {
-    case QTL_SCHEME_FP8: return fast_fp8;
-    case QTL_SCHEME_INT8: return fast_int8;
+    case QTL_SCHEME_NONE:
+        if (p->d->weight_dtype == QTL_DTYPE_BF16)
+            PICK(fast_bf16in);
+        return NULL;
+    case QTL_SCHEME_FP8:
+        if (p->seg)
+            PICK(fast_fp8);
+        return NULL;
+    case QTL_SCHEME_INT8: PICK(fast_int8);
     case QTL_SCHEME_NVFP4_CT:
     case QTL_SCHEME_NVFP4_MODELOPT:
-    case QTL_SCHEME_MXFP4: return p->seg % 16 == 0 ? fast_fp4 : NULL;
+    case QTL_SCHEME_MXFP4:
+        if (p->seg % 16 == 0)
+            PICK(fast_fp4);
+        return NULL;
     case QTL_SCHEME_PACKED_INT:
         if (p->d->bits == 4 && p->seg % 8 == 0)
-            return fast_packed4;
-        if (p->d->bits == 8 && p->seg % 4 == 0)
-            return fast_packed8;
+            PICK(fast_packed4);
+        if (p->d->bits == 8 && p->seg % 8 == 0)
+            PICK(fast_packed8);
         return NULL;
     default: return NULL;
     }
+#undef PICK
 }
 
 const char *qtl__dq_fast_name(void) { return have_avx2() ? "avx2" : "none"; }
@@ -205,9 +316,9 @@ void qtl__f32_to_bf16_row(const float *src, uint16_t *dst, uint64_t n)
 
 #else /* not x86 */
 
-dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p)
+dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl_dtype out)
 {
-    (void)scheme, (void)p;
+    (void)scheme, (void)p, (void)out;
     return NULL;
 }
 

@@ -21,17 +21,17 @@ struct dq_row {
     const int32_t *z; /* NULL when symmetric */
 };
 
-/* Writes cols f32 values of row r. */
-typedef void (*dq_row_fn)(const struct dq_plan *p, const struct dq_row *row, float *out);
+/* Writes the cols values of row r: f32 for the reference kernels; f32 or
+ * bf16 for a fast kernel, as requested from qtl__dq_fast. */
+typedef void (*dq_row_fn)(const struct dq_plan *p, const struct dq_row *row, void *out);
 
 struct dq_traits {
     const char *name;
-    dq_row_fn ref;
-    dq_row_fn fast; /* NULL: none on this CPU */
+    dq_row_fn ref; /* portable C11, f32 out */
 };
 
-/* Fast row kernels for this CPU, or NULL (dequant_avx2.c). */
-dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p);
+/* Fast row kernel for this CPU writing `out` (F32 or BF16), or NULL (dequant_avx2.c). */
+dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl_dtype out);
 const char *qtl__dq_fast_name(void);
 /* f32 -> bf16 (RNE) of n values, fast where available. */
 void qtl__f32_to_bf16_row(const float *src, uint16_t *dst, uint64_t n);

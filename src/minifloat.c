@@ -192,33 +192,43 @@ const struct qtl_tables *qtl__tables(void)
 
 /* ---- bulk decode ------------------------------------------------------------ */
 
+/* One loop per dtype (the switch stays outside the loop). */
+#define QTL_LOOP(type, expr)                                                                                       \
+    for (size_t i = 0; i < n; i++) {                                                                               \
+        type v;                                                                                                    \
+        memcpy(&v, p + sizeof(type) * i, sizeof(type));                                                            \
+        dst[i] = (expr);                                                                                           \
+    }                                                                                                              \
+    break
+
 int qtl_to_f32(enum qtl_dtype dt, const void *src, size_t n, float *dst)
 {
     const unsigned char *p = src;
     const struct qtl_tables *t = qtl__tables();
-    for (size_t i = 0; i < n; i++) {
-        switch (dt) {
-        case QTL_DTYPE_BOOL: dst[i] = p[i] ? 1.0f : 0.0f; break;
-        case QTL_DTYPE_U8: dst[i] = (float)p[i]; break;
-        case QTL_DTYPE_I8: dst[i] = (float)(int8_t)p[i]; break;
-        case QTL_DTYPE_F8_E4M3: dst[i] = t->e4m3[p[i]]; break;
-        case QTL_DTYPE_F8_E5M2: dst[i] = qtl_e5m2_to_f32(p[i]); break;
-        case QTL_DTYPE_F8_E8M0: dst[i] = t->e8m0[p[i]]; break;
-        case QTL_DTYPE_F8_E4M3FNUZ: dst[i] = qtl_e4m3fnuz_to_f32(p[i]); break;
-        case QTL_DTYPE_F8_E5M2FNUZ: dst[i] = qtl_e5m2fnuz_to_f32(p[i]); break;
-        case QTL_DTYPE_F4: dst[i] = (i & 1) ? t->e2m1_hi[p[i / 2]] : t->e2m1_lo[p[i / 2]]; break;
-        case QTL_DTYPE_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = (float)v; break; }
-        case QTL_DTYPE_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = (float)v; break; }
-        case QTL_DTYPE_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = qtl_f16_to_f32(v); break; }
-        case QTL_DTYPE_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = qtl_bf16_to_f32(v); break; }
-        case QTL_DTYPE_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = (float)v; break; }
-        case QTL_DTYPE_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = (float)v; break; }
-        case QTL_DTYPE_F32: memcpy(dst + i, p + 4 * i, 4); break;
-        case QTL_DTYPE_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
-        case QTL_DTYPE_U64: { uint64_t v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
-        case QTL_DTYPE_F64: { double v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
-        default: return QTL_ERR_UNSUPPORTED;
-        }
+    switch (dt) {
+    case QTL_DTYPE_BOOL: QTL_LOOP(uint8_t, v ? 1.0f : 0.0f);
+    case QTL_DTYPE_U8: QTL_LOOP(uint8_t, (float)v);
+    case QTL_DTYPE_I8: QTL_LOOP(int8_t, (float)v);
+    case QTL_DTYPE_F8_E4M3: QTL_LOOP(uint8_t, t->e4m3[v]);
+    case QTL_DTYPE_F8_E5M2: QTL_LOOP(uint8_t, qtl_e5m2_to_f32(v));
+    case QTL_DTYPE_F8_E8M0: QTL_LOOP(uint8_t, t->e8m0[v]);
+    case QTL_DTYPE_F8_E4M3FNUZ: QTL_LOOP(uint8_t, qtl_e4m3fnuz_to_f32(v));
+    case QTL_DTYPE_F8_E5M2FNUZ: QTL_LOOP(uint8_t, qtl_e5m2fnuz_to_f32(v));
+    case QTL_DTYPE_F4:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (i & 1) ? t->e2m1_hi[p[i / 2]] : t->e2m1_lo[p[i / 2]];
+        break;
+    case QTL_DTYPE_I16: QTL_LOOP(int16_t, (float)v);
+    case QTL_DTYPE_U16: QTL_LOOP(uint16_t, (float)v);
+    case QTL_DTYPE_F16: QTL_LOOP(uint16_t, qtl_f16_to_f32(v));
+    case QTL_DTYPE_BF16: QTL_LOOP(uint16_t, u2f((uint32_t)v << 16));
+    case QTL_DTYPE_I32: QTL_LOOP(int32_t, (float)v);
+    case QTL_DTYPE_U32: QTL_LOOP(uint32_t, (float)v);
+    case QTL_DTYPE_F32: memcpy(dst, p, 4 * n); break;
+    case QTL_DTYPE_I64: QTL_LOOP(int64_t, (float)v);
+    case QTL_DTYPE_U64: QTL_LOOP(uint64_t, (float)v);
+    case QTL_DTYPE_F64: QTL_LOOP(double, (float)v);
+    default: return QTL_ERR_UNSUPPORTED;
     }
     return QTL_OK;
 }
