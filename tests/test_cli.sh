@@ -69,5 +69,39 @@ expect 2 "fixture usage" -- "$QTL" fixture
 expect 0 "bench header (small)" -- "$QTL" bench header --tensors 2000 --reps 1
 contains "$TMP/out" "qtl open+validate" "bench table"
 
+
+# dequant: the NVFP4 worked example (both conventions) and FP8 per-channel, bit-exact.
+python3 "$DATA/../make_quant_ckpt.py" "$TMP/q" || { echo "FAIL: make_quant_ckpt"; fails=$((fails + 1)); }
+expect 0 "dequant nvfp4 ct" -- "$QTL" dequant "$TMP/q/ct" model.layers.0.mlp.down_proj.weight_packed -o "$TMP/ct.safetensors"
+expect 0 "dequant nvfp4 modelopt" -- "$QTL" dequant "$TMP/q/mo" model.layers.0.mlp.down_proj.weight --to f32 -o "$TMP/mo.safetensors"
+expect 0 "dequant fp8 channel" -- "$QTL" dequant "$TMP/q/fp8/model.safetensors" lm.weight -o "$TMP/fp8.safetensors"
+expect 0 "dequant bf16 out" -- "$QTL" dequant "$TMP/q/fp8" lm.weight --to bf16 -o "$TMP/fp8b.safetensors"
+python3 - "$TMP" <<'PY' || { echo "FAIL: dequant values"; fails=$((fails + 1)); }
+import json, struct, sys
+t = sys.argv[1]
+exp = json.load(open(t + "/q/expected.json"))
+def load(path, name):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    e = h[name]
+    s, f = e["data_offsets"]
+    raw = b[8 + n + s:8 + n + f]
+    return e, raw
+for key, path, name in (("ct", "ct", "model.layers.0.mlp.down_proj.weight_packed"),
+                        ("mo", "mo", "model.layers.0.mlp.down_proj.weight"), ("fp8", "fp8", "lm.weight")):
+    e, raw = load("%s/%s.safetensors" % (t, path), name)
+    assert e["dtype"] == "F32", e
+    vals = list(struct.unpack("<%df" % (len(raw) // 4), raw))
+    want = [struct.unpack("<f", struct.pack("<f", v))[0] for v in exp[key]]
+    assert [struct.pack("<f", v) for v in vals] == [struct.pack("<f", v) for v in want], (key, vals, want)
+e, raw = load(t + "/fp8b.safetensors", "lm.weight")
+assert e["dtype"] == "BF16" and e["shape"] == [2, 4]
+assert struct.unpack("<8H", raw)[:3] == (0x3F00, 0x3F80, 0xBF00), struct.unpack("<8H", raw)
+PY
+expect 1 "dequant missing tensor" -- "$QTL" dequant "$TMP/q/ct" nope.weight -o "$TMP/x.safetensors"
+expect 2 "dequant bad --to" -- "$QTL" dequant "$TMP/q/ct" x --to f64 -o "$TMP/x.safetensors"
+expect 2 "dequant unknown scheme" -- "$QTL" dequant "$TMP/q/fp8" lm.weight --scheme q9 -o "$TMP/x.safetensors"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

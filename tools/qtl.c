@@ -13,8 +13,9 @@ static const struct {
     const char *help;
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors, metadata and findings of a file or checkpoint"},
+    {"dequant", cmd_dequant, "dequantize one weight of a checkpoint to f32/bf16 safetensors"},
     {"fixture", cmd_fixture, "write a small sample checkpoint"},
-    {"bench", cmd_bench, "benchmarks (qtl bench header)"},
+    {"bench", cmd_bench, "benchmarks (qtl bench header | dequant)"},
 };
 
 static void usage(FILE *f)
