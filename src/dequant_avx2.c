@@ -57,10 +57,7 @@ ALWAYS_INLINE void emit8(void *out, uint64_t c, __m256 v, const int bf16)
     if (bf16) {
         uint16_t *o = (uint16_t *)out + c;
         __m128i h = bf16x8(v);
-        if (((uintptr_t)o & 15) == 0)
-            _mm_stream_si128((__m128i *)o, h);
-        else
-            _mm_storeu_si128((__m128i *)o, h);
+        _mm_storeu_si128((__m128i *)o, h);
     } else {
         float *o = (float *)out + c;
         if (((uintptr_t)o & 31) == 0)
