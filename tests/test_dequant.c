@@ -12,13 +12,7 @@
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
 static uint32_t rng = 777;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    return rng;
-}
+static uint32_t rnd(void) { return tu_xorshift(&rng); }
 
 static float *run(const struct qtl_dequant_desc *d, int fast, int threads)
 {

@@ -207,13 +207,7 @@ static float dec_f16(unsigned c) { return qtl_f16_to_f32((uint16_t)c); }
 static float dec_bf16(unsigned c) { return qtl_bf16_to_f32((uint16_t)c); }
 
 static uint32_t rng = 12345;
-static uint32_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    return rng;
-}
+static uint32_t next(void) { return tu_xorshift(&rng); }
 
 /* Inputs: every grid value, every midpoint and its two f32 neighbours, then
  * `nrandom` random f32 values spread over the format's range. */

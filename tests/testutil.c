@@ -34,6 +34,15 @@ unsigned char *tu_image_padded(const char *header, const void *data, size_t dlen
     return img;
 }
 
+uint32_t tu_xorshift(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
 void tu_mkdir_p(const char *path)
 {
     char buf[4096];

@@ -17,6 +17,9 @@ unsigned char *tu_image(const char *header, size_t hlen, uint64_t n_override, co
 /* Same with the header padded by spaces to a multiple of 8. */
 unsigned char *tu_image_padded(const char *header, const void *data, size_t dlen, size_t *out_len);
 
+/* xorshift32: deterministic test inputs. */
+uint32_t tu_xorshift(uint32_t *state);
+
 void tu_mkdir_p(const char *path);
 void tu_rm_rf(const char *path);
 void tu_write(const char *path, const void *buf, size_t n);
