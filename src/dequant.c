@@ -329,8 +329,9 @@ int qtl_dequant_check(const struct qtl_dequant_desc *d, uint64_t *wb, uint64_t *
 
 /* ---- driver ---- */
 
-/* fn writes `out` directly when direct, else f32 rows that become bf16. */
-static void run_rows(const struct dq_plan *p, dq_row_fn fn, int direct, uint64_t r0, uint64_t r1,
+/* fn writes `out` directly when direct, else f32 rows that become bf16.
+ * fast: the row scales may come from the fast path too. */
+static void run_rows(const struct dq_plan *p, dq_row_fn fn, int direct, int fast, uint64_t r0, uint64_t r1,
                      uint64_t first_row, enum qtl_dtype out, void *dst, int *failed)
 {
     const struct qtl_dequant_desc *d = p->d;
@@ -341,7 +342,8 @@ static void run_rows(const struct dq_plan *p, dq_row_fn fn, int direct, uint64_t
         *failed = 1;
     } else {
         for (uint64_t r = r0; r < r1; r++) {
-            row_scales(p, r, s, z);
+            if (!(fast && !z && qtl__dq_fast_scales(p, r, s)))
+                row_scales(p, r, s, z);
             struct dq_row row = {r, s, z};
             uint64_t o = (r - first_row) * d->cols;
             if (direct) {
@@ -380,21 +382,21 @@ int qtl_dequant(const struct qtl_dequant_desc *d, uint64_t row0, uint64_t nrows,
         fn = f, direct = 1;
     int failed = 0;
     if (n_threads <= 1 || nrows < 2) {
-        run_rows(&p, fn, direct, row0, end, row0, out, dst, &failed);
+        run_rows(&p, fn, direct, fast, row0, end, row0, out, dst, &failed);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)
         {
             int nt = omp_get_num_threads(), me = omp_get_thread_num(), oom = 0;
             uint64_t a = row0 + nrows * (uint64_t)me / (uint64_t)nt, b = row0 + nrows * (uint64_t)(me + 1) / (uint64_t)nt;
-            run_rows(&p, fn, direct, a, b, row0, out, dst, &oom);
+            run_rows(&p, fn, direct, fast, a, b, row0, out, dst, &oom);
             if (oom) {
 #pragma omp atomic write
                 failed = 1;
             }
         }
 #else
-        run_rows(&p, fn, direct, row0, end, row0, out, dst, &failed);
+        run_rows(&p, fn, direct, fast, row0, end, row0, out, dst, &failed);
 #endif
     }
     if (failed) {

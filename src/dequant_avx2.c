@@ -41,14 +41,10 @@ static inline __m256 e4m3_to_ps(__m128i b8)
  * nor be read for ownership. Each row function ends with an sfence. */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+ALWAYS_INLINE __m256i bf16_bits(__m256 v);
 ALWAYS_INLINE __m128i bf16x8(__m256 v)
 {
-    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
-    __m256i x = _mm256_castps_si256(v);
-    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs_mask), inf);
-    __m256i rnd = _mm256_add_epi32(
-        x, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1))));
-    __m256i r = _mm256_srli_epi32(_mm256_blendv_epi8(rnd, _mm256_or_si256(x, _mm256_set1_epi32(0x400000)), nan), 16);
+    __m256i r = bf16_bits(v);
     return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 }
 
@@ -64,6 +60,28 @@ ALWAYS_INLINE void emit8(void *out, uint64_t c, __m256 v, const int bf16)
             _mm256_stream_ps(o, v);
         else
             _mm256_storeu_ps(o, v);
+    }
+}
+
+/* 16 values: for bf16 one 32-byte store instead of two 16-byte ones. */
+ALWAYS_INLINE __m256i bf16_bits(__m256 v)
+{
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    __m256i x = _mm256_castps_si256(v);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs_mask), inf);
+    __m256i rnd = _mm256_add_epi32(
+        x, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1))));
+    return _mm256_srli_epi32(_mm256_blendv_epi8(rnd, _mm256_or_si256(x, _mm256_set1_epi32(0x400000)), nan), 16);
+}
+
+ALWAYS_INLINE void emit16(void *out, uint64_t c, __m256 a, __m256 b, const int bf16)
+{
+    if (bf16) {
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_bits(a), bf16_bits(b)), 0xD8);
+        _mm256_storeu_si256((__m256i *)((uint16_t *)out + c), packed);
+    } else {
+        emit8(out, c, a, 0);
+        emit8(out, c + 8, b, 0);
     }
 }
 
@@ -87,6 +105,9 @@ ALWAYS_INLINE void k_fp8(const struct dq_plan *p, const struct dq_row *row, void
         float s = row->s[g];
         __m256 vs = _mm256_set1_ps(s);
         uint64_t c = c0;
+        for (; c + 16 <= c1; c += 16)
+            emit16(out, c, _mm256_mul_ps(e4m3_to_ps(_mm_loadl_epi64((const __m128i *)(q + c))), vs),
+                   _mm256_mul_ps(e4m3_to_ps(_mm_loadl_epi64((const __m128i *)(q + c + 8))), vs), bf16);
         for (; c + 8 <= c1; c += 8)
             emit8(out, c, _mm256_mul_ps(e4m3_to_ps(_mm_loadl_epi64((const __m128i *)(q + c))), vs), bf16);
         for (; c < c1; c++)
@@ -125,6 +146,12 @@ ALWAYS_INLINE void k_int8(const struct dq_plan *p, const struct dq_row *row, voi
         __m256 vs = _mm256_set1_ps(s);
         __m256i vz = _mm256_set1_epi32(z);
         uint64_t c = c0;
+        for (; c + 16 <= c1; c += 16) {
+            __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + c)));
+            __m256i y = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + c + 8)));
+            emit16(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, vz)), vs),
+                   _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(y, vz)), vs), bf16);
+        }
         for (; c + 8 <= c1; c += 8) {
             __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + c)));
             emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, vz)), vs), bf16);
@@ -135,40 +162,50 @@ ALWAYS_INLINE void k_int8(const struct dq_plan *p, const struct dq_row *row, voi
     _mm_sfence();
 }
 
-/* 16 E2M1 codes of 8 packed bytes -> two vectors of exact f32 (low nibble first):
- * magnitude from an 8-entry table, sign bit 3 of the code moved to bit 31. */
-static inline void e2m1x16(const uint8_t *src, __m256 *a, __m256 *b)
+/* 32 E2M1 codes of 16 packed bytes -> four vectors of exact f32 (low nibble
+ * first). An E2M1 value has only its two top bytes non-zero in f32, so two
+ * pshufb tables give them directly, sign included. */
+ALWAYS_INLINE void e2m1x32(const uint8_t *src, __m256 v[4])
 {
-    const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-    __m128i bytes = _mm_loadl_epi64((const __m128i *)src);
-    __m128i lo = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
-    __m128i codes = _mm_unpacklo_epi8(lo, hi);
-    __m256i c0 = _mm256_cvtepu8_epi32(codes), c1 = _mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8));
-    __m256 v0 = _mm256_permutevar8x32_ps(mag, c0), v1 = _mm256_permutevar8x32_ps(mag, c1);
-    __m256i s0 = _mm256_slli_epi32(_mm256_and_si256(c0, _mm256_set1_epi32(8)), 28);
-    __m256i s1 = _mm256_slli_epi32(_mm256_and_si256(c1, _mm256_set1_epi32(8)), 28);
-    *a = _mm256_or_ps(v0, _mm256_castsi256_ps(s0));
-    *b = _mm256_or_ps(v1, _mm256_castsi256_ps(s1));
+    const __m256i t3 = _mm256_setr_epi8(0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF,
+                                        (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0, 0x00,
+                                        0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF, (char)0xBF,
+                                        (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0);
+    const __m256i t2 = _mm256_setr_epi8(0x00, 0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00,
+                                        0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                                        (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                                        (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0);
+    __m128i b = _mm_loadu_si128((const __m128i *)src);
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
+    __m256i c = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+    __m256i h3 = _mm256_shuffle_epi8(t3, c), h2 = _mm256_shuffle_epi8(t2, c);
+    __m256i wl = _mm256_unpacklo_epi8(h2, h3), wh = _mm256_unpackhi_epi8(h2, h3);
+    __m256i z = _mm256_setzero_si256();
+    __m256i f0 = _mm256_unpacklo_epi16(z, wl), f1 = _mm256_unpackhi_epi16(z, wl);
+    __m256i f2 = _mm256_unpacklo_epi16(z, wh), f3 = _mm256_unpackhi_epi16(z, wh);
+    v[0] = _mm256_castsi256_ps(_mm256_permute2x128_si256(f0, f1, 0x20));
+    v[1] = _mm256_castsi256_ps(_mm256_permute2x128_si256(f2, f3, 0x20));
+    v[2] = _mm256_castsi256_ps(_mm256_permute2x128_si256(f0, f1, 0x31));
+    v[3] = _mm256_castsi256_ps(_mm256_permute2x128_si256(f2, f3, 0x31));
 }
 
+/* Groups of 16 (NVFP4) or 32 (MXFP4): 32 columns per step, two half-scales. */
 ALWAYS_INLINE void k_fp4(const struct dq_plan *p, const struct dq_row *row, void *out, const int bf16)
 {
     const uint8_t *q = (const uint8_t *)p->d->weight + row->r * p->row_bytes;
-    FOR_SEGMENTS(p, row) {
-        float s = row->s[g];
-        __m256 vs = _mm256_set1_ps(s);
-        uint64_t c = c0;
-        for (; c + 16 <= c1; c += 16) {
-            __m256 a, b;
-            e2m1x16(q + c / 2, &a, &b);
-            emit8(out, c, _mm256_mul_ps(a, vs), bf16);
-            emit8(out, c + 8, _mm256_mul_ps(b, vs), bf16);
-        }
-        for (; c < c1; c++) {
-            uint8_t by = q[c / 2];
-            emit1(out, c, ((c & 1) ? qtl__tab.e2m1_hi[by] : qtl__tab.e2m1_lo[by]) * s, bf16);
-        }
+    uint64_t c = 0, cols = p->d->cols;
+    const unsigned sh = (unsigned)__builtin_ctzll(p->seg); /* seg is 16 or 32: no division in the loop */
+    for (; c + 32 <= cols; c += 32) {
+        __m256 v[4];
+        e2m1x32(q + c / 2, v);
+        __m256 sa = _mm256_set1_ps(row->s[c >> sh]), sb = _mm256_set1_ps(row->s[(c + 16) >> sh]);
+        emit16(out, c, _mm256_mul_ps(v[0], sa), _mm256_mul_ps(v[1], sa), bf16);
+        emit16(out, c + 16, _mm256_mul_ps(v[2], sb), _mm256_mul_ps(v[3], sb), bf16);
+    }
+    for (; c < cols; c++) {
+        uint8_t by = q[c / 2];
+        emit1(out, c, ((c & 1) ? qtl__tab.e2m1_hi[by] : qtl__tab.e2m1_lo[by]) * row->s[c >> sh], bf16);
     }
     _mm_sfence();
 }
@@ -218,6 +255,9 @@ ALWAYS_INLINE void k_packed(const struct dq_plan *p, const struct dq_row *row, v
         __m256 vs = _mm256_set1_ps(s);
         __m256i voff = _mm256_set1_epi32(off);
         uint64_t c = c0;
+        for (; c + 16 <= c1; c += 16)
+            emit16(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(codes8(w, c, bits), voff)), vs),
+                   _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(codes8(w, c + 8, bits), voff)), vs), bf16);
         for (; c + 8 <= c1; c += 8)
             emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(codes8(w, c, bits), voff)), vs), bf16);
         for (; c < c1; c++)
@@ -237,6 +277,62 @@ ALWAYS_INLINE void k_bf16_in(const struct dq_plan *p, const struct dq_row *row, 
     for (; c < cols; c++)
         emit1(out, c, qtl_bf16_to_f32(q[c]), bf16);
     _mm_sfence();
+}
+
+/* Effective scales of row r for group/block granularity, 8 at a time: the
+ * same decode and the same IEEE divide/multiply by the global scale as the
+ * reference (vdivps is exact), without its per-group branches. */
+int qtl__dq_fast_scales(const struct dq_plan *p, uint64_t r, float *s)
+{
+    const struct qtl_dequant_desc *d = p->d;
+    if (!have_avx2() || (p->gran != QTL_SCALE_GROUP && p->gran != QTL_SCALE_BLOCK) ||
+        (d->scale_dtype != QTL_DTYPE_F8_E4M3 && d->scale_dtype != QTL_DTYPE_F32 && d->scale_dtype != QTL_DTYPE_BF16 &&
+         d->scheme != QTL_SCHEME_MXFP4))
+        return 0;
+    uint64_t base = (p->gran == QTL_SCALE_GROUP ? r : r / d->block_rows) * p->ngroups, g = 0;
+    const unsigned char *sc = d->scale;
+    const __m256 glob = _mm256_set1_ps(d->global_scale);
+    for (; g + 8 <= p->ngroups; g += 8) {
+        __m256 v;
+        if (d->scheme == QTL_SCHEME_MXFP4) { /* E8M0: 2^(e-127); 0 -> 2^-127, 255 -> NaN */
+            __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + base + g)));
+            __m256i bits = _mm256_slli_epi32(e, 23);
+            bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+            bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));
+            v = _mm256_castsi256_ps(bits);
+        } else if (d->scale_dtype == QTL_DTYPE_F8_E4M3)
+            v = e4m3_to_ps(_mm_loadl_epi64((const __m128i *)(sc + base + g)));
+        else if (d->scale_dtype == QTL_DTYPE_F32)
+            v = _mm256_loadu_ps((const float *)sc + base + g);
+        else
+            v = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)sc + base + g))), 16));
+        if (d->scheme == QTL_SCHEME_NVFP4_CT)
+            v = _mm256_div_ps(v, glob);
+        else if (d->scheme == QTL_SCHEME_NVFP4_MODELOPT)
+            v = _mm256_mul_ps(v, glob);
+        _mm256_storeu_ps(s + g, v);
+    }
+    for (; g < p->ngroups; g++) {
+        float v;
+        if (d->scheme == QTL_SCHEME_MXFP4)
+            v = qtl__tab.e8m0[sc[base + g]];
+        else if (d->scale_dtype == QTL_DTYPE_F8_E4M3)
+            v = qtl__tab.e4m3[sc[base + g]];
+        else if (d->scale_dtype == QTL_DTYPE_F32)
+            memcpy(&v, sc + 4 * (base + g), 4);
+        else {
+            uint16_t h;
+            memcpy(&h, sc + 2 * (base + g), 2);
+            v = qtl_bf16_to_f32(h);
+        }
+        if (d->scheme == QTL_SCHEME_NVFP4_CT)
+            v = v / d->global_scale;
+        else if (d->scheme == QTL_SCHEME_NVFP4_MODELOPT)
+            v = v * d->global_scale;
+        s[g] = v;
+    }
+    return 1;
 }
 
 #define WRAP(name, body)                                                                                           \
@@ -270,7 +366,7 @@ dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl
     case QTL_SCHEME_NVFP4_CT:
     case QTL_SCHEME_NVFP4_MODELOPT:
     case QTL_SCHEME_MXFP4:
-        if (p->seg % 16 == 0)
+        if (p->seg == 16 || p->seg == 32)
             PICK(fast_fp4);
         return NULL;
     case QTL_SCHEME_PACKED_INT:
@@ -317,6 +413,12 @@ dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl
 {
     (void)scheme, (void)p, (void)out;
     return NULL;
+}
+
+int qtl__dq_fast_scales(const struct dq_plan *p, uint64_t r, float *s)
+{
+    (void)p, (void)r, (void)s;
+    return 0;
 }
 
 const char *qtl__dq_fast_name(void) { return "none"; }

@@ -33,6 +33,8 @@ struct dq_traits {
 /* Fast row kernel for this CPU writing `out` (F32 or BF16), or NULL (dequant_avx2.c). */
 dq_row_fn qtl__dq_fast(enum qtl_scheme scheme, const struct dq_plan *p, enum qtl_dtype out);
 const char *qtl__dq_fast_name(void);
+/* Effective scales of row r (no zero points) with the fast path; 0 if not handled. */
+int qtl__dq_fast_scales(const struct dq_plan *p, uint64_t r, float *s);
 /* f32 -> bf16 (RNE) of n values, fast where available. */
 void qtl__f32_to_bf16_row(const float *src, uint16_t *dst, uint64_t n);
 
