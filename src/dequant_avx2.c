@@ -118,7 +118,12 @@ ALWAYS_INLINE void k_fp8(const struct dq_plan *p, const struct dq_row *row, void
 
 /* Per-column groups (act-order g_idx): gather the scale (and zero point) of
  * each of 8 columns. */
-ALWAYS_INLINE __m256 gather_s(const struct dq_row *row, const int32_t *gi) { return _mm256_i32gather_ps(row->s, _mm256_loadu_si256((const __m256i *)gi), 4); }
+ALWAYS_INLINE __m256 gather_s(const struct dq_row *row, const int32_t *gi)
+{
+    /* Scalar loads beat vpgatherdd on the Zen cores these machines run on. */
+    const float *s = row->s;
+    return _mm256_setr_ps(s[gi[0]], s[gi[1]], s[gi[2]], s[gi[3]], s[gi[4]], s[gi[5]], s[gi[6]], s[gi[7]]);
+}
 ALWAYS_INLINE __m256i gather_z(const struct dq_row *row, const int32_t *gi)
 {
     return row->z ? _mm256_i32gather_epi32(row->z, _mm256_loadu_si256((const __m256i *)gi), 4) : _mm256_setzero_si256();
