@@ -385,6 +385,13 @@ QTL_API const char *qtl_st_writer_errmsg(const qtl_st_writer_t *w);
  *  crate's TensorView::new); a repeated name is QTL_ERR_DUPLICATE_KEY. */
 QTL_API int qtl_st_writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
                               const uint64_t *shape, const void *data, uint64_t nbytes);
+/* Produces a tensor's nbytes bytes into dst at write time. @return 0 or a status. */
+typedef int (*qtl_fill_fn)(void *ud, void *dst, uint64_t nbytes);
+/*! qtl_st_writer_add_fill() : like qtl_st_writer_add, but the data is produced
+ *  by `fill` when the file is written, one tensor in memory at a time (for
+ *  files larger than memory). `ud` must stay valid until the last write. */
+QTL_API int qtl_st_writer_add_fill(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
+                                   const uint64_t *shape, uint64_t nbytes, qtl_fill_fn fill, void *ud);
 QTL_API int qtl_st_writer_set_metadata(qtl_st_writer_t *w, const char *key, const char *value);
 /*! qtl_st_writer_header_size() : @return N of the file that would be written now. */
 QTL_API int qtl_st_writer_header_size(qtl_st_writer_t *w, uint64_t *n);
@@ -448,6 +455,41 @@ QTL_API int qtl_ckpt_read(qtl_ckpt_t *ck, size_t i, const struct qtl_byte_range 
 QTL_API int qtl_ckpt_read_tensor(qtl_ckpt_t *ck, size_t i, void *dst, size_t dst_size);
 QTL_API int qtl_ckpt_read_block(qtl_ckpt_t *ck, size_t i, uint64_t row0, uint64_t nrows, uint64_t col0,
                                 uint64_t ncols, void *dst, size_t dst_size);
+
+/* ---- fixture generator (src/fixture.c) -----------------------------------------
+ * Small checkpoints laid out exactly as the exporters write them (config.json,
+ * hf_quant_config.json for ModelOpt, shards + model.safetensors.index.json),
+ * from deterministic float master weights: the same options give the same
+ * bytes in every build. Llama stores q/k/v and gate/up separately, Phi-3 stores
+ * qkv_proj and gate_up_proj fused with one scale set for the fused matrix. */
+enum qtl_fixture_arch { QTL_FIXTURE_LLAMA = 0, QTL_FIXTURE_PHI3 = 1 };
+enum qtl_scale_layout {
+    QTL_SCALE_LAYOUT_DEFAULT = 0,  /* what the scheme's exporter does: shared for NVFP4, else per-part */
+    QTL_SCALE_LAYOUT_PER_PART = 1, /* split on disk: per-tensor quantities per projection */
+    QTL_SCALE_LAYOUT_SHARED = 2    /* split on disk: the fused matrix's values for q/k/v and gate/up */
+};
+struct qtl_fixture_options {
+    enum qtl_fixture_arch arch;
+    const char *scheme; /* qtl_fixture_scheme_name(i) */
+    uint32_t layers, hidden, heads, kv_heads, head_dim, intermediate, vocab, shards;
+    uint64_t seed;
+    enum qtl_scale_layout scale_layout;
+    int progress; /* report progress on stderr when it is a terminal */
+};
+/*! qtl_fixture_defaults() : layers 2, hidden 1024, heads 8, kv heads 2, head dim
+ *  128, intermediate 2048, vocab 1024, 2 shards, seed 0, llama, bf16. */
+QTL_API void qtl_fixture_defaults(struct qtl_fixture_options *o);
+/*! qtl_fixture_scheme_name() / _help() : the i-th scheme, NULL past the end. */
+QTL_API const char *qtl_fixture_scheme_name(size_t i);
+QTL_API const char *qtl_fixture_scheme_help(size_t i);
+/*! qtl_fixture_write() : write the checkpoint into `dir` (created if needed).
+ *  Tensors are produced while writing, one stored module in memory at a time. */
+QTL_API int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t msg_cap);
+/*! qtl_fixture_master() : the float master weight of one logical projection
+ *  ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+ *  "down_proj") of `layer`; n must be its rows * cols. */
+QTL_API int qtl_fixture_master(const struct qtl_fixture_options *o, uint32_t layer, const char *part, float *dst,
+                               uint64_t n);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,8 @@ struct w_tensor {
     uint64_t *shape;
     const void *data;
     uint64_t nbytes;
+    qtl_fill_fn fill; /* data produced at write time instead */
+    void *fill_ud;
 };
 
 struct w_meta {
@@ -64,10 +66,29 @@ void qtl_st_writer_free(qtl_st_writer_t *w)
 
 const char *qtl_st_writer_errmsg(const qtl_st_writer_t *w) { return w ? w->err.msg : "out of memory"; }
 
+static int writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
+                      const uint64_t *shape, const void *data, uint64_t nbytes, qtl_fill_fn fill, void *fill_ud);
+
 int qtl_st_writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
                       const uint64_t *shape, const void *data, uint64_t nbytes)
 {
-    if (!name || (unsigned)dtype >= QTL_DTYPE_COUNT || (ndim && !shape) || (nbytes && !data))
+    if (nbytes && !data)
+        return qtl__fail(&w->err, QTL_ERR_INVALID_ARGUMENT, "writer: no data for '%s'", name ? name : "(null)");
+    return writer_add(w, name, dtype, ndim, shape, data, nbytes, NULL, NULL);
+}
+
+int qtl_st_writer_add_fill(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
+                           const uint64_t *shape, uint64_t nbytes, qtl_fill_fn fill, void *ud)
+{
+    if (!fill)
+        return qtl__fail(&w->err, QTL_ERR_INVALID_ARGUMENT, "writer: no fill function for '%s'", name ? name : "(null)");
+    return writer_add(w, name, dtype, ndim, shape, NULL, nbytes, fill, ud);
+}
+
+static int writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
+                      const uint64_t *shape, const void *data, uint64_t nbytes, qtl_fill_fn fill, void *fill_ud)
+{
+    if (!name || (unsigned)dtype >= QTL_DTYPE_COUNT || (ndim && !shape))
         return qtl__fail(&w->err, QTL_ERR_INVALID_ARGUMENT, "writer: invalid tensor arguments for '%s'",
                          name ? name : "(null)");
     for (size_t i = 0; i < w->nt; i++)
@@ -99,6 +120,8 @@ int qtl_st_writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype
     t->ndim = ndim;
     t->data = data;
     t->nbytes = nbytes;
+    t->fill = fill;
+    t->fill_ud = fill_ud;
     w->nt++;
     return QTL_OK;
 }
@@ -245,9 +268,26 @@ int qtl_st_writer_write(qtl_st_writer_t *w, const struct qtl_sink *sink)
     rc = sink->write(sink->ud, len, 8);
     if (!rc)
         rc = sink->write(sink->ud, w->hdr, w->hdr_len);
-    for (size_t i = 0; i < w->nt && !rc; i++)
-        if (w->t[i].nbytes)
-            rc = sink->write(sink->ud, w->t[i].data, (size_t)w->t[i].nbytes);
+    for (size_t i = 0; i < w->nt && !rc; i++) {
+        const struct w_tensor *t = &w->t[i];
+        if (!t->nbytes)
+            continue;
+        if (!t->fill) {
+            rc = sink->write(sink->ud, t->data, (size_t)t->nbytes);
+            continue;
+        }
+        /* Produced now, one tensor in memory at a time. */
+        void *buf = t->nbytes <= SIZE_MAX ? qtl__malloc(&w->al, (size_t)t->nbytes) : NULL;
+        if (!buf)
+            return qtl__fail(&w->err, QTL_ERR_NOMEM, "writer: out of memory for tensor '%s' (%llu bytes)", t->name,
+                             (unsigned long long)t->nbytes);
+        rc = t->fill(t->fill_ud, buf, t->nbytes);
+        if (rc)
+            qtl__fail(&w->err, rc, "writer: producing tensor '%s' failed: %s", t->name, qtl_strerror(rc));
+        else
+            rc = sink->write(sink->ud, buf, (size_t)t->nbytes);
+        qtl__free(&w->al, buf);
+    }
     if (rc && !w->err.code)
         qtl__fail(&w->err, rc, "writer: sink failed: %s", qtl_strerror(rc));
     return rc;
