@@ -18,10 +18,16 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# Two NVFP4 checkpoints from the same master weights: Phi-3 (qkv/gate_up fused on
+# disk, the layout of vLLM issue #39764) and Llama (split, shared global scales).
 demo: build
-	@rm -rf $(BUILD)/demo-ckpt
-	./$(BUILD)/qtl fixture -o $(BUILD)/demo-ckpt
-	./$(BUILD)/qtl inspect $(BUILD)/demo-ckpt
+	@rm -rf $(BUILD)/demo
+	./$(BUILD)/qtl fixture --arch phi3 --scheme ct-nvfp4 -o $(BUILD)/demo/phi3-nvfp4
+	./$(BUILD)/qtl fixture --arch llama --scheme ct-nvfp4 --scale-layout shared -o $(BUILD)/demo/llama-nvfp4
+	./$(BUILD)/qtl inspect $(BUILD)/demo/phi3-nvfp4
+	./$(BUILD)/qtl inspect $(BUILD)/demo/llama-nvfp4
+	./$(BUILD)/qtl dequant $(BUILD)/demo/phi3-nvfp4 model.layers.0.self_attn.qkv_proj.weight_packed \
+	    -o $(BUILD)/demo/qkv-f32.safetensors
 
 # The whole suite: gcc build, the same tests under ASan+UBSan, and a clang build.
 test: deps build

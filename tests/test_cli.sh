@@ -103,5 +103,21 @@ expect 1 "dequant missing tensor" -- "$QTL" dequant "$TMP/q/ct" nope.weight -o "
 expect 2 "dequant bad --to" -- "$QTL" dequant "$TMP/q/ct" x --to f64 -o "$TMP/x.safetensors"
 expect 2 "dequant unknown scheme" -- "$QTL" dequant "$TMP/q/fp8" lm.weight --scheme q9 -o "$TMP/x.safetensors"
 
+# fixture: same arguments -> the same bytes in every build (gcc, clang, sanitizers);
+# these sha256 values were committed when the generator was written.
+expect 0 "fixture ct-nvfp4 phi3 (small)" -- "$QTL" fixture --arch phi3 --scheme ct-nvfp4 --layers 1 --hidden 256 \
+    --heads 4 --kv-heads 2 --head-dim 64 --intermediate 512 --vocab 64 -o "$TMP/det"
+(cd "$TMP/det" && sha256sum -c --quiet) > "$TMP/sha" 2>&1 <<'SUMS' || { echo "FAIL: fixture bytes changed"; cat "$TMP/sha"; fails=$((fails + 1)); }
+d96fb4047b59e541f8ef91251de1211379cc305bca1c13784cb558b6da502911  config.json
+e3c9dc088efd99663a17734213b64d0a9a6cac07ffbf6500d2782b67d7e2c865  model-00001-of-00002.safetensors
+01ffe6cddcf4c500224022c69936166e0571d66644161970f96e9e685d8ac66f  model-00002-of-00002.safetensors
+b7d3c214f1a080e40752e09d2e097baaeb57f18a8dceddc8328f2b38eddba1a9  model.safetensors.index.json
+SUMS
+expect 2 "fixture unknown scheme" -- "$QTL" fixture --scheme q9 -o "$TMP/x"
+expect 2 "fixture bad arch" -- "$QTL" fixture --arch gpt2 -o "$TMP/x"
+expect 2 "fixture indivisible group" -- "$QTL" fixture --scheme ct-w4a16 --hidden 200 -o "$TMP/x"
+expect 0 "fixture --help" -- "$QTL" fixture --help
+contains "$TMP/out" "ct-w4a16-actorder" "schemes listed"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
