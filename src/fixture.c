@@ -95,18 +95,22 @@ static float u2f(uint32_t u)
 enum part { P_Q, P_K, P_V, P_O, P_GATE, P_UP, P_DOWN, P_NPARTS };
 static const char *const part_names[P_NPARTS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
-/* A bf16-representable value: sign, 7 random mantissa bits, an exponent that
- * varies by row (outlier rows) and element. Never zero. */
-static float master_value(uint64_t seed, uint64_t tag, uint64_t r, uint64_t c)
+/* One row of bf16-representable values: sign, 7 random mantissa bits, an
+ * exponent that varies by row (outlier rows), element and projection
+ * (projections of one fused matrix get different ranges: q/k/v x1, x2, x0.5;
+ * gate/up x2, x0.5, so per-part and shared scales differ as in real models).
+ * Never zero. */
+static void master_row(uint64_t seed, uint64_t tag, uint64_t r, uint64_t cols, float *out)
 {
-    /* Projections of one fused matrix get different ranges (q/k/v: x1, x2, x0.5;
-     * gate/up: x2, x0.5), so per-part and shared scales differ as in real models. */
     static const int part_exp[8] = {0, 1, -1, 0, 1, -1, 0, 0};
     uint64_t row = mix(seed ^ mix(tag * 0x100000001B3ull + r));
-    uint64_t h = mix(row ^ (c * 0xD6E8FEB86659FD93ull));
-    int e = -9 - (int)(h % 5) + (int)(row % 4) + part_exp[tag & 7]; /* row amplitude 2^-10 .. 2^-5 */
-    uint32_t bits = (uint32_t)((h >> 8) & 1) << 31 | (uint32_t)(127 + e) << 23 | (uint32_t)((h >> 16) & 0x7F) << 16;
-    return u2f(bits);
+    int base = -9 + (int)(row % 4) + part_exp[tag & 7]; /* row amplitude 2^-10 .. 2^-5 */
+    for (uint64_t c = 0; c < cols; c++) {
+        uint64_t h = mix(row ^ (c * 0xD6E8FEB86659FD93ull));
+        int e = base - (int)(h % 5);
+        uint32_t bits = (uint32_t)((h >> 8) & 1) << 31 | (uint32_t)(127 + e) << 23 | (uint32_t)((h >> 16) & 0x7F) << 16;
+        out[c] = u2f(bits);
+    }
 }
 
 static uint64_t part_tag(uint32_t layer, int part) { return ((uint64_t)layer << 8) | (uint64_t)part; }
@@ -134,8 +138,7 @@ int qtl_fixture_master(const struct qtl_fixture_options *o, uint32_t layer, cons
         if (n != d.rows[p] * d.cols[p])
             return QTL_ERR_INVALID_ARGUMENT;
         for (uint64_t r = 0; r < d.rows[p]; r++)
-            for (uint64_t c = 0; c < d.cols[p]; c++)
-                dst[r * d.cols[p] + c] = master_value(o->seed, part_tag(layer, p), r, c);
+            master_row(o->seed, part_tag(layer, p), r, d.cols[p], dst + r * d.cols[p]);
         return QTL_OK;
     }
     return QTL_ERR_INVALID_ARGUMENT;
@@ -156,6 +159,8 @@ struct module {
     int domain[3], ndomain; /* parts whose union gives per-tensor quantities */
     int perm_id;            /* act-order permutation source */
     uint64_t rows, cols;
+    int have_q;             /* domain quantities computed (cached: one pass over the domain) */
+    float w_amax, in_amax;
 };
 
 struct gen {
@@ -178,9 +183,12 @@ static float *materialize(const struct gen *g, uint32_t layer, const int *parts,
         return NULL;
     uint64_t r0 = 0;
     for (int i = 0; i < n; i++) {
-        for (uint64_t r = 0; r < g->d.rows[parts[i]]; r++)
-            for (uint64_t c = 0; c < C; c++)
-                m[(r0 + r) * C + c] = master_value(g->o->seed, part_tag(layer, parts[i]), r, c);
+        int64_t nr = (int64_t)g->d.rows[parts[i]];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nr * (int64_t)C > (1 << 20))
+#endif
+        for (int64_t r = 0; r < nr; r++) /* rows are independent: same bytes for any thread count */
+            master_row(g->o->seed, part_tag(layer, parts[i]), (uint64_t)r, C, m + (r0 + (uint64_t)r) * C);
         r0 += g->d.rows[parts[i]];
     }
     *rows = R;
@@ -215,8 +223,12 @@ struct tensor_q {
     float in_amax; /* max over the domain parts */
 };
 
-static int domain_q(const struct gen *g, const struct module *m, struct tensor_q *t)
+static int domain_q(const struct gen *g, struct module *m, struct tensor_q *t)
 {
+    if (m->have_q) {
+        t->w_amax = m->w_amax, t->in_amax = m->in_amax;
+        return QTL_OK;
+    }
     uint64_t R, C;
     float *dm = materialize(g, m->layer, m->domain, m->ndomain, &R, &C);
     if (!dm)
@@ -228,6 +240,7 @@ static int domain_q(const struct gen *g, const struct module *m, struct tensor_q
         float a = input_amax(g->o->seed, m->layer, m->domain[i]);
         t->in_amax = a > t->in_amax ? a : t->in_amax;
     }
+    m->have_q = 1, m->w_amax = t->w_amax, m->in_amax = t->in_amax;
     return QTL_OK;
 }
 
@@ -273,7 +286,7 @@ struct tensor {
 
 struct fill_ctx {
     struct gen *g;
-    const struct module *m;
+    struct module *m;
     const struct tensor *t;
 };
 
@@ -299,7 +312,7 @@ static int fill_module(void *ud, void *dst, uint64_t nbytes)
 {
     struct fill_ctx *fc = ud;
     struct gen *g = fc->g;
-    const struct module *m = fc->m;
+    struct module *m = fc->m;
     const struct tensor *t = fc->t;
     const struct fx_scheme *s = g->s;
     memset(dst, 0, (size_t)nbytes);
@@ -496,14 +509,20 @@ static int fill_plain(void *ud, void *dst, uint64_t nbytes)
     struct fill_ctx *fc = ud;
     const struct tensor *t = fc->t;
     uint8_t *d8 = dst;
-    for (uint64_t r = 0; r < t->plain_rows; r++)
+    float *row = malloc((size_t)t->plain_cols * sizeof *row);
+    if (!row)
+        return QTL_ERR_NOMEM;
+    for (uint64_t r = 0; r < t->plain_rows; r++) {
+        master_row(fc->g->o->seed, 0xE0000000ull + (uint64_t)t->plain_tag, r, t->plain_cols, row);
         for (uint64_t c = 0; c < t->plain_cols; c++) {
-            float v = master_value(fc->g->o->seed, 0xE0000000ull + (uint64_t)t->plain_tag, r, c);
+            float v = row[c];
             if (t->plain_cols == 1 && t->ndim == 1) /* norm weights around 1 */
                 v = 1.0f + v * 8.0f;
             uint16_t h = qtl_f32_to_bf16(v);
             memcpy(d8 + 2 * (r * t->plain_cols + c), &h, 2);
         }
+    }
+    free(row);
     (void)nbytes;
     return QTL_OK;
 }
