@@ -456,6 +456,72 @@ QTL_API int qtl_ckpt_read_tensor(qtl_ckpt_t *ck, size_t i, void *dst, size_t dst
 QTL_API int qtl_ckpt_read_block(qtl_ckpt_t *ck, size_t i, uint64_t row0, uint64_t nrows, uint64_t col0,
                                 uint64_t ncols, void *dst, size_t dst_size);
 
+/* ---- model configuration (src/config.c) --------------------------------------
+ * config.json gives the model shape; quantization_config (or, for ModelOpt,
+ * hf_quant_config.json) gives each linear layer's scheme, resolved the way
+ * vLLM resolves it: ignore lists first (compressed-tensors: exact names and
+ * "re:" patterns, anchored like Python's re.match; fp8: ignored_layers /
+ * modules_to_not_convert; ModelOpt: exclude_modules with fnmatch wildcards),
+ * then compressed-tensors targets (exact names, then "re:" patterns, then the
+ * class name "Linear"). A fused layer (qkv_proj from q/k/v_proj) is resolved
+ * from its parts, which must agree. lm_head is a ParallelLMHead in vLLM, not a
+ * linear layer: it always resolves to unquantized. */
+enum qtl_arch { QTL_ARCH_LLAMA = 0, QTL_ARCH_MISTRAL = 1, QTL_ARCH_QWEN2 = 2, QTL_ARCH_QWEN3 = 3, QTL_ARCH_PHI3 = 4 };
+enum qtl_quant_method { QTL_QM_NONE = 0, QTL_QM_FP8 = 1, QTL_QM_CT = 2, QTL_QM_MODELOPT = 3 };
+/* vLLM's per-layer schemes (vllm-loading.md §5.0). */
+enum qtl_layer_scheme {
+    QTL_LS_UNQUANTIZED = 0,
+    QTL_LS_FP8_TENSOR = 1,      /* quant_method fp8, per-tensor */
+    QTL_LS_FP8_BLOCK = 2,       /* quant_method fp8 + weight_block_size */
+    QTL_LS_CT_FP8_TENSOR = 3,   /* compressed-tensors W8A8 FP8 (or FP8 weight-only) */
+    QTL_LS_CT_FP8_CHANNEL = 4,
+    QTL_LS_CT_FP8_BLOCK = 5,
+    QTL_LS_CT_INT8_TENSOR = 6,  /* W8A8 INT8 */
+    QTL_LS_CT_INT8_CHANNEL = 7,
+    QTL_LS_CT_NVFP4 = 8,        /* W4A4 NVFP4 */
+    QTL_LS_CT_NVFP4_A16 = 9,
+    QTL_LS_CT_WNA16 = 10,       /* pack-quantized int4/int8 weight-only */
+    QTL_LS_MODELOPT_FP8 = 11,
+    QTL_LS_MODELOPT_NVFP4 = 12,
+    QTL_LS_MODELOPT_W4A16_NVFP4 = 13,
+    QTL_LS_COUNT = 14
+};
+struct qtl_model_shape {
+    enum qtl_arch arch;
+    uint32_t hidden, heads, kv_heads, head_dim, intermediate, layers, vocab;
+    int tie_word_embeddings, qkv_bias, qk_norm;
+    enum qtl_dtype params_dtype; /* torch_dtype bfloat16/float16; float32 or missing: BF16 */
+};
+struct qtl_layer_quant {
+    enum qtl_layer_scheme scheme;
+    uint32_t bits;         /* weight bits */
+    uint32_t group_size;   /* NVFP4: 16; WNA16: group (0 = channel) */
+    uint32_t block[2];     /* block FP8 */
+    int symmetric;         /* weights; 0: zero points stored */
+    int actorder;          /* weight_g_idx stored */
+    int static_input;      /* an input scale (or NVFP4 input global scale) is stored */
+    int input_symmetric;   /* INT8 static input; 0: input_zero_point stored */
+};
+typedef struct qtl_config qtl_config_t;
+/*! qtl_config_open() : read DIR/config.json (and DIR/hf_quant_config.json).
+ *  dtype_override: QTL_DTYPE_BF16 / F16 to force params_dtype, anything else
+ *  (e.g. QTL_DTYPE_COUNT) to follow torch_dtype. Messages name the file and
+ *  the key; an unknown architecture lists the supported ones. */
+QTL_API int qtl_config_open(const char *dir, const struct qtl_open_options *opts, enum qtl_dtype dtype_override,
+                            qtl_config_t **out);
+QTL_API void qtl_config_close(qtl_config_t *c);
+QTL_API const char *qtl_config_errmsg(const qtl_config_t *c);
+QTL_API const struct qtl_model_shape *qtl_config_shape(const qtl_config_t *c);
+QTL_API enum qtl_quant_method qtl_config_method(const qtl_config_t *c);
+/*! qtl_config_layer_quant() : the scheme of the linear layer `prefix` (vLLM's
+ *  module name, e.g. "model.layers.0.self_attn.qkv_proj"). For a layer fused by
+ *  vLLM from checkpoint modules, pass their names in `parts` (they must agree:
+ *  QTL_ERR_UNSUPPORTED otherwise); nparts = 0 resolves `prefix` itself. */
+QTL_API int qtl_config_layer_quant(qtl_config_t *c, const char *prefix, const char *const *parts, size_t nparts,
+                                   struct qtl_layer_quant *out);
+QTL_API const char *qtl_layer_scheme_name(enum qtl_layer_scheme s);
+QTL_API const char *qtl_arch_name(enum qtl_arch a);
+
 /* ---- fixture generator (src/fixture.c) -----------------------------------------
  * Small checkpoints laid out exactly as the exporters write them (config.json,
  * hf_quant_config.json for ModelOpt, shards + model.safetensors.index.json),

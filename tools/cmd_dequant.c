@@ -4,7 +4,6 @@
  * complete), dequantizes the whole tensor and writes it under the same name. */
 #include "cli.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,38 +54,23 @@ static float scalar_of(const struct part *p)
     return 0.0f;
 }
 
-/* group_size / block size / bits from config.json's quantization_config. */
+/* group_size / block size / bits of this layer from the checkpoint's
+ * quantization config (src/config.c); options given on the command line win.
+ * Without a readable config.json the tensors alone decide. */
 static void read_config(struct job *j)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", qtl_ckpt_dir(j->ck));
-    json_error_t err;
-    json_t *root = json_load_file(path, 0, &err);
-    json_t *q = root ? json_object_get(root, "quantization_config") : NULL;
-    if (!q) {
-        json_decref(root);
-        return;
+    qtl_config_t *c = NULL;
+    struct qtl_layer_quant q;
+    if (qtl_config_open(qtl_ckpt_dir(j->ck), NULL, QTL_DTYPE_COUNT, &c) == QTL_OK &&
+        qtl_config_layer_quant(c, j->prefix, NULL, 0, &q) == QTL_OK && q.scheme != QTL_LS_UNQUANTIZED) {
+        if (!j->group && q.group_size)
+            j->group = q.group_size;
+        if (!j->bits && q.bits)
+            j->bits = q.bits;
+        if (!j->block_r && q.block[0])
+            j->block_r = q.block[0], j->block_c = q.block[1];
     }
-    json_t *wbs = json_object_get(q, "weight_block_size");
-    if (json_is_array(wbs) && json_array_size(wbs) == 2 && !j->block_r) {
-        j->block_r = (unsigned long long)json_integer_value(json_array_get(wbs, 0));
-        j->block_c = (unsigned long long)json_integer_value(json_array_get(wbs, 1));
-    }
-    const char *key;
-    json_t *grp;
-    json_object_foreach(json_object_get(q, "config_groups"), key, grp) {
-        json_t *w = json_object_get(grp, "weights");
-        if (!j->group && json_is_integer(json_object_get(w, "group_size")))
-            j->group = (unsigned long long)json_integer_value(json_object_get(w, "group_size"));
-        if (!j->bits && json_is_integer(json_object_get(w, "num_bits")))
-            j->bits = (unsigned long long)json_integer_value(json_object_get(w, "num_bits"));
-        json_t *bs = json_object_get(w, "block_structure");
-        if (json_is_array(bs) && json_array_size(bs) == 2 && !j->block_r) {
-            j->block_r = (unsigned long long)json_integer_value(json_array_get(bs, 0));
-            j->block_c = (unsigned long long)json_integer_value(json_array_get(bs, 1));
-        }
-    }
-    json_decref(root);
+    qtl_config_close(c);
 }
 
 /* Granularity of a scale tensor of weight [rows, cols]. */
