@@ -522,6 +522,57 @@ QTL_API int qtl_config_layer_quant(qtl_config_t *c, const char *prefix, const ch
 QTL_API const char *qtl_layer_scheme_name(enum qtl_layer_scheme s);
 QTL_API const char *qtl_arch_name(enum qtl_arch a);
 
+/* ---- loading (src/model.c, src/load.c) ------------------------------------------
+ * Stage "loaded": the parameters one tensor-parallel rank holds in vLLM right
+ * after the last weight_loader call, under vLLM's names, dtypes and per-rank
+ * shapes (qkv_proj / gate_up_proj fused; per-tensor scales as F32 [L], one
+ * slot per logical sub-matrix; F32_MIN where vLLM pre-fills). Every element
+ * and slot is tracked; findings (stable IDs, shared with `qtl verify`):
+ *   tensor.unmapped       a checkpoint tensor no parameter takes
+ *   tensor.shape          shapes that do not fit the parameter and tp
+ *   tensor.dtype          a dtype the parameter cannot take
+ *   scale.vector          a per-tensor scale stored as a [n > 1] vector
+ *   param.unwritten       parameter rows never written
+ *   scale.unwritten       scale rows / slots never written (vLLM keeps F32_MIN or garbage)
+ *   param.double-write    rows written twice
+ *   param.overwrite-differs (warning) a whole-overwrite parameter (INT8 input_scale,
+ *                         weight_shape, g_idx) got different values; vLLM keeps the last
+ *   scale.nan / scale.inf / scale.nonpositive   bad scale values
+ * plus the checkpoint's own findings (shard-missing, tensor-missing, ...).
+ * `allow` downgrades the listed IDs to warnings. */
+struct qtl_load_options {
+    uint32_t tp, rank;
+    enum qtl_dtype dtype_override;     /* BF16 / F16, or QTL_DTYPE_COUNT to follow torch_dtype */
+    const char *const *allow;          /* finding IDs downgraded to warnings */
+    size_t nallow;
+    const struct qtl_allocator *allocator;
+};
+struct qtl_param_info {
+    const char *name; /* vLLM's parameter name */
+    const char *kind; /* vLLM's parameter class */
+    enum qtl_dtype dtype;
+    uint32_t ndim;
+    const uint64_t *shape;
+    const void *data; /* owned by the load handle */
+    uint64_t nbytes;
+};
+typedef struct qtl_load qtl_load_t;
+/*! qtl_load_open() : open the checkpoint at `path` and its config, and lay out
+ *  the rank's parameters (no tensor data read yet). */
+QTL_API int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t **out);
+/*! qtl_load_run() : read what the rank needs and fill its parameters; then
+ *  check coverage and scale values. @return QTL_OK or the status of the first
+ *  error-level finding (every finding is listed by qtl_load_finding_at). */
+QTL_API int qtl_load_run(qtl_load_t *l);
+QTL_API void qtl_load_close(qtl_load_t *l);
+QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
+QTL_API size_t qtl_load_param_count(const qtl_load_t *l);
+QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi);
+QTL_API size_t qtl_load_finding_count(const qtl_load_t *l);
+QTL_API int qtl_load_finding_at(const qtl_load_t *l, size_t i, struct qtl_diag *d);
+QTL_API uint64_t qtl_load_bytes_read(const qtl_load_t *l);
+QTL_API double qtl_load_seconds(const qtl_load_t *l);
+
 /* ---- fixture generator (src/fixture.c) -----------------------------------------
  * Small checkpoints laid out exactly as the exporters write them (config.json,
  * hf_quant_config.json for ModelOpt, shards + model.safetensors.index.json),

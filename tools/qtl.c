@@ -13,6 +13,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors, metadata and findings of a file or checkpoint"},
+    {"load", cmd_load, "load each tensor-parallel rank as vLLM does and report findings"},
+    {"shard", cmd_shard, "write one safetensors file per rank with vLLM's per-rank parameters"},
     {"dequant", cmd_dequant, "dequantize one weight of a checkpoint to f32/bf16 safetensors"},
     {"fixture", cmd_fixture, "write a small sample checkpoint"},
     {"bench", cmd_bench, "benchmarks (qtl bench header | dequant)"},

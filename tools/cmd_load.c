@@ -1,0 +1,221 @@
+/* qtl load CKPT --tp T [--rank R] [--json] [--allow ID]...
+ * qtl shard CKPT --tp T [--stage loaded] -o OUT [--allow ID]...
+ * Load each rank's parameters as vLLM does (stage "loaded") and report, or
+ * write them as one safetensors file per rank. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct args {
+    const char *ckpt, *out, *stage;
+    unsigned long long tp, rank;
+    int has_rank, json;
+    const char *allow[64];
+    size_t nallow;
+    enum qtl_dtype dtype;
+};
+
+static int parse(const char *cmd, int argc, char **argv, struct args *a, int want_out)
+{
+    memset(a, 0, sizeof *a);
+    a->stage = "loaded";
+    a->dtype = QTL_DTYPE_COUNT;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(s, "--tp") && more) {
+            if (cli_parse_u64(argv[++i], &a->tp) || !a->tp || a->tp > 4096)
+                return cli_usage_error(cmd, "--tp takes 1..4096");
+        } else if (!strcmp(s, "--rank") && more) {
+            if (cli_parse_u64(argv[++i], &a->rank))
+                return cli_usage_error(cmd, "--rank takes an integer");
+            a->has_rank = 1;
+        } else if (!strcmp(s, "--allow") && more) {
+            if (a->nallow == 64)
+                return cli_usage_error(cmd, "too many --allow");
+            a->allow[a->nallow++] = argv[++i];
+        } else if (!strcmp(s, "--stage") && more) {
+            a->stage = argv[++i];
+        } else if (!strcmp(s, "--dtype") && more) {
+            const char *d = argv[++i];
+            a->dtype = !strcmp(d, "bfloat16") ? QTL_DTYPE_BF16 : !strcmp(d, "float16") ? QTL_DTYPE_F16 : QTL_DTYPE_COUNT;
+            if (a->dtype == QTL_DTYPE_COUNT)
+                return cli_usage_error(cmd, "--dtype takes bfloat16 or float16");
+        } else if (!strcmp(s, "-o") && more && want_out) {
+            a->out = argv[++i];
+        } else if (!strcmp(s, "--json") && !want_out) {
+            a->json = 1;
+        } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            if (want_out)
+                printf("usage: qtl shard CKPT --tp T [--stage loaded] [--dtype bfloat16|float16] [--allow ID]... -o OUT\n"
+                       "  Writes OUT/model-rank-{r}-part-0.safetensors per rank: vLLM's parameter names, dtypes and\n"
+                       "  per-rank shapes (stage 'loaded'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source;\n"
+                       "  copies config.json. Nothing is written when a rank has error-level findings.\n");
+            else
+                printf("usage: qtl load CKPT --tp T [--rank R] [--dtype bfloat16|float16] [--allow ID]... [--json]\n"
+                       "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
+                       "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n");
+            return -1;
+        } else if (s[0] == '-' && s[1]) {
+            return cli_usage_error(cmd, "unknown option '%s'", s);
+        } else if (!a->ckpt) {
+            a->ckpt = s;
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'", s);
+        }
+    }
+    if (!a->ckpt || !a->tp)
+        return cli_usage_error(cmd, "needs CKPT and --tp T (see qtl %s --help)", cmd);
+    if (a->has_rank && a->rank >= a->tp)
+        return cli_usage_error(cmd, "--rank must be below --tp");
+    if (strcmp(a->stage, "loaded"))
+        return cli_usage_error(cmd, "--stage '%s' is not available yet (only 'loaded')", a->stage);
+    if (want_out && !a->out)
+        return cli_usage_error(cmd, "missing -o OUT");
+    return 0;
+}
+
+static const char *sev_name(enum qtl_severity s) { return s == QTL_SEV_ERROR ? "error" : "warning"; }
+
+/* Open and run rank r. @return the handle (always), *status the CLI status. */
+static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, int *status)
+{
+    struct qtl_load_options o = {(uint32_t)a->tp, r, a->dtype, a->allow, a->nallow, NULL};
+    qtl_load_t *l = NULL;
+    int rc = qtl_load_open(a->ckpt, &o, &l);
+    if (rc) {
+        fprintf(stderr, "qtl %s: %s\n", cmd, qtl_load_errmsg(l));
+        *status = rc == QTL_ERR_OPEN ? CLI_USAGE : CLI_FINDINGS;
+        return l;
+    }
+    rc = qtl_load_run(l);
+    *status = rc ? CLI_FINDINGS : CLI_OK;
+    return l;
+}
+
+static uint64_t held(const qtl_load_t *l)
+{
+    uint64_t b = 0;
+    for (size_t i = 0; i < qtl_load_param_count(l); i++) {
+        struct qtl_param_info pi;
+        qtl_load_param_at(l, i, &pi);
+        b += pi.nbytes;
+    }
+    return b;
+}
+
+int cmd_load(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse("load", argc, argv, &a, 0);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    int worst = CLI_OK;
+    uint32_t r0 = a.has_rank ? (uint32_t)a.rank : 0, r1 = a.has_rank ? (uint32_t)a.rank + 1 : (uint32_t)a.tp;
+    if (a.json)
+        printf("{\"checkpoint\": \"%s\", \"tp\": %llu, \"ranks\": [", a.ckpt, a.tp);
+    for (uint32_t r = r0; r < r1; r++) {
+        int st;
+        qtl_load_t *l = run_rank("load", &a, r, &st);
+        worst = st > worst ? st : worst;
+        if (st == CLI_USAGE || !l || !qtl_load_param_count(l)) {
+            qtl_load_close(l);
+            break;
+        }
+        uint64_t h = held(l), rd = qtl_load_bytes_read(l);
+        double t = qtl_load_seconds(l);
+        if (a.json) {
+            printf("%s\n  {\"rank\": %u, \"parameters\": %zu, \"bytes_held\": %llu, \"bytes_read\": %llu, "
+                   "\"seconds\": %.6f, \"findings\": [",
+                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h, (unsigned long long)rd, t);
+            for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+                struct qtl_diag d;
+                qtl_load_finding_at(l, i, &d);
+                printf("%s{\"severity\": \"%s\", \"id\": \"%s\", \"message\": \"", i ? ", " : "", sev_name(d.severity),
+                       d.id);
+                for (const char *p = d.message; *p; p++)
+                    printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
+                printf("\"}");
+            }
+            printf("]}");
+        } else {
+            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB read in %.3f s (%.2f GB/s)\n", r, a.tp,
+                   qtl_load_param_count(l), (double)h / 1e6, (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
+            for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+                struct qtl_diag d;
+                qtl_load_finding_at(l, i, &d);
+                printf("  %s [%s]: %s\n", sev_name(d.severity), d.id, d.message);
+            }
+        }
+        qtl_load_close(l);
+    }
+    if (a.json)
+        printf("\n]}\n");
+    return worst;
+}
+
+int cmd_shard(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse("shard", argc, argv, &a, 1);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    if (mkdir(a.out, 0755) != 0 && errno != EEXIST)
+        return cli_usage_error("shard", "cannot create %s: %s", a.out, strerror(errno));
+    for (uint32_t r = 0; r < (uint32_t)a.tp; r++) {
+        int st;
+        qtl_load_t *l = run_rank("shard", &a, r, &st);
+        if (st != CLI_OK) {
+            for (size_t i = 0; l && i < qtl_load_finding_count(l); i++) {
+                struct qtl_diag d;
+                qtl_load_finding_at(l, i, &d);
+                fprintf(stderr, "  %s [%s]: %s\n", sev_name(d.severity), d.id, d.message);
+            }
+            fprintf(stderr, "qtl shard: rank %u has error-level findings; nothing written for it\n", r);
+            qtl_load_close(l);
+            return st;
+        }
+        qtl_st_writer_t *w = NULL;
+        char path[4200], num[32];
+        int wr = qtl_st_writer_new(NULL, &w);
+        snprintf(num, sizeof num, "%llu", a.tp);
+        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.tp", num);
+        snprintf(num, sizeof num, "%u", r);
+        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.rank", num);
+        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.stage", a.stage);
+        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.source", a.ckpt);
+        wr = wr ? wr : qtl_st_writer_set_metadata(w, "format", "pt");
+        for (size_t i = 0; !wr && i < qtl_load_param_count(l); i++) {
+            struct qtl_param_info pi;
+            qtl_load_param_at(l, i, &pi);
+            wr = qtl_st_writer_add(w, pi.name, pi.dtype, pi.ndim, pi.shape, pi.data, pi.nbytes);
+        }
+        snprintf(path, sizeof path, "%s/model-rank-%u-part-0.safetensors", a.out, r);
+        wr = wr ? wr : qtl_st_writer_write_file(w, path);
+        if (wr)
+            fprintf(stderr, "qtl shard: %s\n", w ? qtl_st_writer_errmsg(w) : "out of memory");
+        else
+            printf("wrote %s (%zu parameters)\n", path, qtl_load_param_count(l));
+        qtl_st_writer_free(w);
+        qtl_load_close(l);
+        if (wr)
+            return CLI_FINDINGS;
+    }
+    /* config.json travels with the shards */
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/config.json", a.ckpt);
+    snprintf(dst, sizeof dst, "%s/config.json", a.out);
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    char buf[65536];
+    size_t n;
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, out);
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+    return CLI_OK;
+}
