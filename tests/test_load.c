@@ -1,0 +1,344 @@
+/* The loader (stage "loaded"): the #39764 regression (fused-on-disk and split
+ * checkpoints with shared scales give bit-identical parameters on every rank,
+ * every scale slot written), per-part slots, the row placement of
+ * vllm-loading.md §3.4/§3.5 (kv-head replicas), rank slices that concatenate
+ * back to the checkpoint, and each named finding. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fixture(const char *dir, const char *scheme, enum qtl_fixture_arch arch, enum qtl_scale_layout layout,
+                    struct qtl_fixture_options *o, uint32_t shards)
+{
+    qtl_fixture_defaults(o);
+    o->scheme = scheme;
+    o->arch = arch;
+    o->scale_layout = layout;
+    o->layers = 1;
+    o->shards = shards;
+    char msg[256];
+    TU_EXPECT(qtl_fixture_write(o, dir, msg, sizeof msg), QTL_OK, msg);
+}
+
+static qtl_load_t *load(const char *dir, uint32_t tp, uint32_t rank, int want)
+{
+    struct qtl_load_options lo = {tp, rank, QTL_DTYPE_COUNT, NULL, 0, NULL};
+    qtl_load_t *l = NULL;
+    TU_EXPECT(qtl_load_open(dir, &lo, &l), QTL_OK, qtl_load_errmsg(l));
+    int rc = qtl_load_run(l);
+    if (rc != want) {
+        for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+            struct qtl_diag d;
+            qtl_load_finding_at(l, i, &d);
+            fprintf(stderr, "  [%s] %s\n", d.id, d.message);
+        }
+        fail_msg("%s tp=%u rank=%u: got %s, want %s", dir, tp, rank, qtl_errname(rc), qtl_errname(want));
+    }
+    return l;
+}
+
+static const struct qtl_param_info *param(const qtl_load_t *l, const char *name, struct qtl_param_info *pi)
+{
+    for (size_t i = 0; i < qtl_load_param_count(l); i++) {
+        qtl_load_param_at(l, i, pi);
+        if (!strcmp(pi->name, name))
+            return pi;
+    }
+    fail_msg("no parameter %s", name);
+    return NULL;
+}
+
+static int has_finding(const qtl_load_t *l, const char *id, enum qtl_severity sev)
+{
+    for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+        struct qtl_diag d;
+        qtl_load_finding_at(l, i, &d);
+        if (!strcmp(d.id, id) && d.severity == sev)
+            return 1;
+    }
+    return 0;
+}
+
+static void test_fused_equals_split_shared(void **state)
+{
+    (void)state;
+    static const uint32_t tps[] = {1, 2, 4, 8};
+    for (size_t si = 0; qtl_fixture_scheme_name(si); si++) {
+        const char *sc = qtl_fixture_scheme_name(si);
+        char dl[512], dp[512];
+        struct qtl_fixture_options o;
+        snprintf(dl, sizeof dl, "%s/eq-%s-llama", QTL_TEST_TMP, sc);
+        snprintf(dp, sizeof dp, "%s/eq-%s-phi3", QTL_TEST_TMP, sc);
+        fixture(dl, sc, QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_SHARED, &o, 2);
+        fixture(dp, sc, QTL_FIXTURE_PHI3, QTL_SCALE_LAYOUT_SHARED, &o, 2);
+        for (size_t t = 0; t < 4; t++)
+            for (uint32_t r = 0; r < tps[t]; r++) {
+                qtl_load_t *a = load(dl, tps[t], r, QTL_OK), *b = load(dp, tps[t], r, QTL_OK);
+                assert_int_equal(qtl_load_param_count(a), qtl_load_param_count(b));
+                for (size_t i = 0; i < qtl_load_param_count(a); i++) {
+                    struct qtl_param_info pa, pb;
+                    qtl_load_param_at(a, i, &pa);
+                    qtl_load_param_at(b, i, &pb);
+                    assert_string_equal(pa.name, pb.name);
+                    assert_int_equal(pa.dtype, pb.dtype);
+                    assert_int_equal(pa.nbytes, pb.nbytes);
+                    if (strstr(pa.name, "weight_shape"))
+                        continue; /* vLLM copies the on-disk shape: the last part's vs the fused one */
+                    if (memcmp(pa.data, pb.data, (size_t)pa.nbytes) != 0)
+                        fail_msg("%s tp=%u rank=%u: %s differs between split and fused", sc, tps[t], r, pa.name);
+                }
+                /* every per-tensor slot of the fused layer holds the one fused scale */
+                for (size_t i = 0; i < qtl_load_param_count(b); i++) {
+                    struct qtl_param_info pb;
+                    qtl_load_param_at(b, i, &pb);
+                    if (strcmp(pb.kind, "PerTensorScaleParameter") || pb.shape[0] < 2)
+                        continue;
+                    const float *f = pb.data;
+                    for (uint64_t k = 1; k < pb.shape[0]; k++)
+                        assert_true(f[k] == f[0] && f[0] > 0.0f);
+                }
+                qtl_load_close(a);
+                qtl_load_close(b);
+            }
+    }
+}
+
+static void test_per_part_slots(void **state)
+{
+    (void)state;
+    char d[512];
+    struct qtl_fixture_options o;
+    snprintf(d, sizeof d, "%s/perpart-fp8", QTL_TEST_TMP);
+    fixture(d, "fp8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART, &o, 2);
+    qtl_load_t *l = load(d, 2, 1, QTL_OK);
+    struct qtl_param_info pi;
+    param(l, "model.layers.0.self_attn.qkv_proj.weight_scale", &pi);
+    assert_int_equal(pi.ndim, 1);
+    assert_int_equal(pi.shape[0], 3);
+    const float *s = pi.data;
+    /* slot i = the on-disk scale of projection i (q, k, v) */
+    qtl_ckpt_t *ck;
+    assert_int_equal(qtl_ckpt_open(d, NULL, &ck), QTL_OK);
+    static const char *names[3] = {"model.layers.0.self_attn.q_proj.weight_scale", "model.layers.0.self_attn.k_proj.weight_scale",
+                                   "model.layers.0.self_attn.v_proj.weight_scale"};
+    for (int i = 0; i < 3; i++) {
+        size_t idx;
+        float v;
+        assert_int_equal(qtl_ckpt_tensor_find(ck, names[i], &idx), QTL_OK);
+        assert_int_equal(qtl_ckpt_read_tensor(ck, idx, &v, 4), QTL_OK);
+        assert_true(s[i] == v);
+    }
+    assert_true(s[0] != s[1] && s[1] != s[2]);
+    /* input_scale too; gate_up has two slots */
+    param(l, "model.layers.0.mlp.gate_up_proj.input_scale", &pi);
+    assert_int_equal(pi.shape[0], 2);
+    param(l, "model.layers.0.self_attn.o_proj.weight_scale", &pi);
+    assert_int_equal(pi.shape[0], 1);
+    qtl_ckpt_close(ck);
+    qtl_load_close(l);
+}
+
+/* Rows of the rank's qkv_proj weight come from q rows [r*nh*D, ...) and k/v
+ * rows of kv head block r / replicas (§3.5; tp=8 > kv heads = 2: replicas 4). */
+static void test_qkv_rows_and_concat(void **state)
+{
+    (void)state;
+    char d[512];
+    struct qtl_fixture_options o;
+    snprintf(d, sizeof d, "%s/rows-bf16", QTL_TEST_TMP);
+    qtl_fixture_defaults(&o);
+    o.scheme = "bf16", o.layers = 1, o.hidden = 128, o.heads = 8, o.kv_heads = 2, o.head_dim = 16;
+    o.intermediate = 256, o.vocab = 100, o.shards = 1;
+    char msg[256];
+    TU_EXPECT(qtl_fixture_write(&o, d, msg, sizeof msg), QTL_OK, msg);
+    uint64_t H = 8, Hkv = 2, D = 16, C = 128;
+    float *q = malloc(H * D * C * 4), *k = malloc(Hkv * D * C * 4), *v = malloc(Hkv * D * C * 4);
+    float *om = malloc(C * H * D * 4), *gm = malloc(256 * C * 4);
+    qtl_fixture_master(&o, 0, "q_proj", q, H * D * C);
+    qtl_fixture_master(&o, 0, "k_proj", k, Hkv * D * C);
+    qtl_fixture_master(&o, 0, "v_proj", v, Hkv * D * C);
+    qtl_fixture_master(&o, 0, "o_proj", om, C * H * D);
+    qtl_fixture_master(&o, 0, "up_proj", gm, 256 * C);
+    static const uint32_t tps[] = {2, 8};
+    for (int t = 0; t < 2; t++) {
+        uint32_t tp = tps[t];
+        uint64_t nh = H / tp, nkv = tp >= Hkv ? 1 : Hkv / tp, rep = tp >= Hkv ? tp / Hkv : 1;
+        for (uint32_t r = 0; r < tp; r++) {
+            qtl_load_t *l = load(d, tp, r, QTL_OK);
+            struct qtl_param_info pi;
+            param(l, "model.layers.0.self_attn.qkv_proj.weight", &pi);
+            assert_int_equal(pi.shape[0], (nh + 2 * nkv) * D);
+            assert_int_equal(pi.shape[1], C);
+            const uint16_t *w = pi.data;
+            uint64_t b = r / rep;
+            for (uint64_t row = 0; row < pi.shape[0]; row++) {
+                const float *src;
+                if (row < nh * D)
+                    src = q + (r * nh * D + row) * C;
+                else if (row < (nh + nkv) * D)
+                    src = k + (b * nkv * D + row - nh * D) * C;
+                else
+                    src = v + (b * nkv * D + row - (nh + nkv) * D) * C;
+                for (uint64_t c = 0; c < C; c++)
+                    if (w[row * C + c] != qtl_f32_to_bf16(src[c]))
+                        fail_msg("tp=%u rank=%u qkv row %llu col %llu", tp, r, (unsigned long long)row,
+                                 (unsigned long long)c);
+            }
+            /* row-parallel o_proj: the rank's column range */
+            param(l, "model.layers.0.self_attn.o_proj.weight", &pi);
+            uint64_t kpp = H * D / tp;
+            assert_true(pi.shape[0] == C && pi.shape[1] == kpp);
+            w = pi.data;
+            for (uint64_t row = 0; row < C; row++)
+                for (uint64_t c = 0; c < kpp; c++)
+                    assert_int_equal(w[row * kpp + c], qtl_f32_to_bf16(om[row * H * D + r * kpp + c]));
+            /* merged gate_up: [gate_r | up_r]; the up half is up rows [r*n, (r+1)*n) */
+            param(l, "model.layers.0.mlp.gate_up_proj.weight", &pi);
+            uint64_t n = 256 / tp;
+            w = pi.data;
+            for (uint64_t row = 0; row < n; row++)
+                for (uint64_t c = 0; c < C; c++)
+                    assert_int_equal(w[(n + row) * C + c], qtl_f32_to_bf16(gm[(r * n + row) * C + c]));
+            /* vocab 100 padded to 128: rank rows past 100 are zero */
+            param(l, "model.embed_tokens.weight", &pi);
+            assert_int_equal(pi.shape[0], 128 / tp);
+            w = pi.data;
+            for (uint64_t row = 0; row < pi.shape[0]; row++)
+                if (r * (128 / tp) + row >= 100)
+                    for (uint64_t c = 0; c < C; c++)
+                        assert_int_equal(w[row * C + c], 0);
+            qtl_load_close(l);
+        }
+    }
+    free(q), free(k), free(v), free(om), free(gm);
+}
+
+/* Rewrite a 1-shard checkpoint's model.safetensors through `edit`. */
+typedef int (*edit_fn)(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data);
+
+static void rewrite(const char *dir, edit_fn edit, const char *extra)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    qtl_st_t *st;
+    assert_int_equal(qtl_st_open_file(path, NULL, &st), QTL_OK);
+    qtl_st_writer_t *w;
+    qtl_st_writer_new(NULL, &w);
+    void **bufs = calloc(qtl_st_tensor_count(st) + 1, sizeof *bufs);
+    for (size_t i = 0; i < qtl_st_tensor_count(st); i++) {
+        struct qtl_tensor_info ti;
+        qtl_st_tensor_at(st, i, &ti);
+        bufs[i] = malloc(ti.nbytes + 16);
+        qtl_st_read_tensor(st, i, bufs[i], (size_t)ti.nbytes);
+        if (!edit(w, &ti, bufs[i]))
+            assert_int_equal(qtl_st_writer_add(w, ti.name, ti.dtype, ti.ndim, ti.shape, bufs[i], ti.nbytes), QTL_OK);
+    }
+    static const float one = 1.0f;
+    if (extra)
+        assert_int_equal(qtl_st_writer_add(w, extra, QTL_DTYPE_F32, 0, NULL, &one, 4), QTL_OK);
+    qtl_st_close(st);
+    TU_EXPECT(qtl_st_writer_write_file(w, path), QTL_OK, qtl_st_writer_errmsg(w));
+    qtl_st_writer_free(w);
+    for (size_t i = 0; bufs[i]; i++)
+        free(bufs[i]);
+    free(bufs);
+}
+
+static int drop_k_scale(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    (void)w, (void)data;
+    return !strcmp(ti->name, "model.layers.0.self_attn.k_proj.weight_scale");
+}
+static int nan_v_scale(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    (void)w;
+    if (!strcmp(ti->name, "model.layers.0.self_attn.v_proj.weight_scale"))
+        memcpy(data, &(float){NAN}, 4);
+    return 0;
+}
+static int vector_scale(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    if (strcmp(ti->name, "model.layers.0.mlp.down_proj.weight_scale"))
+        return 0;
+    float v[3];
+    memcpy(v, data, 4);
+    v[1] = v[2] = v[0];
+    uint64_t three = 3;
+    static float keep[3];
+    memcpy(keep, v, sizeof v);
+    assert_int_equal(qtl_st_writer_add(w, ti->name, QTL_DTYPE_F32, 1, &three, keep, 12), QTL_OK);
+    return 1;
+}
+static int keep_all(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    (void)w, (void)ti, (void)data;
+    return 0;
+}
+
+static void test_findings(void **state)
+{
+    (void)state;
+    struct {
+        edit_fn edit;
+        const char *extra, *id;
+    } cases[] = {{drop_k_scale, NULL, "scale.unwritten"},
+                 {keep_all, "model.layers.0.mlp.bogus_proj.weight", "tensor.unmapped"},
+                 {nan_v_scale, NULL, "scale.nan"},
+                 {vector_scale, NULL, "scale.vector"}};
+    for (size_t c = 0; c < 4; c++) {
+        char d[512];
+        struct qtl_fixture_options o;
+        snprintf(d, sizeof d, "%s/bad-%zu", QTL_TEST_TMP, c);
+        fixture(d, "fp8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART, &o, 1);
+        rewrite(d, cases[c].edit, cases[c].extra);
+        for (uint32_t r = 0; r < 2; r++) {
+            struct qtl_load_options lo = {2, r, QTL_DTYPE_COUNT, NULL, 0, NULL};
+            qtl_load_t *l;
+            assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
+            assert_int_not_equal(qtl_load_run(l), QTL_OK);
+            if (!has_finding(l, cases[c].id, QTL_SEV_ERROR))
+                fail_msg("%s: no %s finding: %s", d, cases[c].id, qtl_load_errmsg(l));
+            qtl_load_close(l);
+            /* --allow downgrades it to a warning */
+            const char *allow[2] = {cases[c].id, "scale.nonpositive"};
+            struct qtl_load_options la = {2, r, QTL_DTYPE_COUNT, allow, 2, NULL};
+            assert_int_equal(qtl_load_open(d, &la, &l), QTL_OK);
+            qtl_load_run(l);
+            assert_true(has_finding(l, cases[c].id, QTL_SEV_WARNING));
+            assert_false(has_finding(l, cases[c].id, QTL_SEV_ERROR));
+            qtl_load_close(l);
+        }
+    }
+    /* the unwritten slot is named: slot 1 of qkv_proj.weight_scale */
+    char d[512];
+    snprintf(d, sizeof d, "%s/bad-0", QTL_TEST_TMP);
+    qtl_load_t *l = load(d, 1, 0, QTL_ERR_INVALID_ARGUMENT);
+    int named = 0;
+    for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+        struct qtl_diag dg;
+        qtl_load_finding_at(l, i, &dg);
+        named |= strstr(dg.message, "qkv_proj.weight_scale") && strstr(dg.message, "slots 1..1");
+    }
+    assert_true(named);
+    qtl_load_close(l);
+    /* tp that does not divide the heads */
+    struct qtl_load_options lo = {3, 0, QTL_DTYPE_COUNT, NULL, 0, NULL};
+    assert_int_equal(qtl_load_open(d, &lo, &l), QTL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(qtl_load_errmsg(l), "tp=3"));
+    qtl_load_close(l);
+}
+
+int main(void)
+{
+    tu_mkdir_p(QTL_TEST_TMP);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fused_equals_split_shared),
+        cmocka_unit_test(test_per_part_slots),
+        cmocka_unit_test(test_qkv_rows_and_concat),
+        cmocka_unit_test(test_findings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
