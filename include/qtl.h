@@ -564,6 +564,14 @@ QTL_API int qtl_load_open(const char *path, const struct qtl_load_options *o, qt
  *  check coverage and scale values. @return QTL_OK or the status of the first
  *  error-level finding (every finding is listed by qtl_load_finding_at). */
 QTL_API int qtl_load_run(qtl_load_t *l);
+/*! qtl_load_process() : stage "processed" (docs/processed.md): each scheme's
+ *  post-processing as vLLM's process_weights_after_loading, without kernel
+ *  layout changes (weights stay [N, K]). Refused after error-level findings. */
+QTL_API int qtl_load_process(qtl_load_t *l);
+/*! qtl_fp8_requantize() : vLLM's requantize_with_max_scale on one sub-matrix
+ *  of E4M3 codes: fp16(fp16(q) * fp16(s_i)) then E4M3 RNE of that * (1/s_max),
+ *  saturated (the CUDA path). */
+QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float s_i, float s_max);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
 QTL_API size_t qtl_load_param_count(const qtl_load_t *l);

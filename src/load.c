@@ -31,7 +31,7 @@ struct qtl_load {
     size_t nallow;
     uint64_t bytes_read;
     double seconds;
-    int ran;
+    int ran, processed;
 };
 
 /* ---- findings ---- */
@@ -579,6 +579,27 @@ int qtl_load_run(qtl_load_t *l)
     for (size_t i = 0; i < l->nf; i++)
         if (l->f[i].sev == QTL_SEV_ERROR)
             return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
+    return QTL_OK;
+}
+
+int qtl_load_process(qtl_load_t *l)
+{
+    if (!l->ran)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "qtl_load_process before qtl_load_run");
+    if (l->processed)
+        return QTL_OK;
+    for (size_t i = 0; i < l->nf; i++)
+        if (l->f[i].sev == QTL_SEV_ERROR)
+            return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
+                             "not post-processing a load with error-level findings (first: %s)", l->f[i].message);
+    int differ;
+    int rc = qtl__model_process(&l->m, &differ);
+    if (rc)
+        return qtl__fail(&l->err, rc, "post-processing failed: %s", qtl_strerror(rc));
+    l->processed = 1;
+    if (differ)
+        finding(l, QTL_OK, "scale.slots-differ", NULL, NULL,
+                "a fused layer's per-slot global scales differ; vLLM takes the max and warns that accuracy may drop");
     return QTL_OK;
 }
 

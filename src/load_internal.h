@@ -67,5 +67,10 @@ enum { MAP_PARAM = 0, MAP_SKIP = 1 };
 
 int qtl__model_build(struct lmodel *m);
 int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard);
+/* Stage "processed" in place (postload.c); *slots_differ: a per-slot scale
+ * vector reduced with max had different values (vLLM warns). */
+int qtl__model_process(struct lmodel *m, int *slots_differ);
+/* requantize_with_max_scale on one sub-matrix (exposed for tests through qtl.h). */
+void qtl__requant_fp8(uint8_t *w, uint64_t rows, uint64_t cols, float s_i, float s_max);
 
 #endif

@@ -1,6 +1,6 @@
 /* qtl load CKPT --tp T [--rank R] [--json] [--allow ID]...
- * qtl shard CKPT --tp T [--stage loaded] -o OUT [--allow ID]...
- * Load each rank's parameters as vLLM does (stage "loaded") and report, or
+ * qtl shard CKPT --tp T [--stage loaded|processed] -o OUT [--allow ID]...
+ * Load each rank's parameters as vLLM does (stage "loaded", then "processed") and report, or
  * write them as one safetensors file per rank. */
 #include "cli.h"
 
@@ -21,7 +21,7 @@ struct args {
 static int parse(const char *cmd, int argc, char **argv, struct args *a, int want_out)
 {
     memset(a, 0, sizeof *a);
-    a->stage = "loaded";
+    a->stage = "processed";
     a->dtype = QTL_DTYPE_COUNT;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -50,12 +50,13 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->json = 1;
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             if (want_out)
-                printf("usage: qtl shard CKPT --tp T [--stage loaded] [--dtype bfloat16|float16] [--allow ID]... -o OUT\n"
+                printf("usage: qtl shard CKPT --tp T [--stage loaded|processed] [--dtype bfloat16|float16] [--allow ID]... -o OUT\n"
                        "  Writes OUT/model-rank-{r}-part-0.safetensors per rank: vLLM's parameter names, dtypes and\n"
-                       "  per-rank shapes (stage 'loaded'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source;\n"
+                       "  per-rank shapes (default stage 'processed'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source;\n"
                        "  copies config.json. Nothing is written when a rank has error-level findings.\n");
             else
-                printf("usage: qtl load CKPT --tp T [--rank R] [--dtype bfloat16|float16] [--allow ID]... [--json]\n"
+                printf("usage: qtl load CKPT --tp T [--rank R] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
+                       "         [--allow ID]... [--json]\n"
                        "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
                        "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n");
             return -1;
@@ -71,8 +72,8 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
         return cli_usage_error(cmd, "needs CKPT and --tp T (see qtl %s --help)", cmd);
     if (a->has_rank && a->rank >= a->tp)
         return cli_usage_error(cmd, "--rank must be below --tp");
-    if (strcmp(a->stage, "loaded"))
-        return cli_usage_error(cmd, "--stage '%s' is not available yet (only 'loaded')", a->stage);
+    if (strcmp(a->stage, "loaded") && strcmp(a->stage, "processed"))
+        return cli_usage_error(cmd, "--stage takes loaded or processed");
     if (want_out && !a->out)
         return cli_usage_error(cmd, "missing -o OUT");
     return 0;
@@ -92,6 +93,8 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
         return l;
     }
     rc = qtl_load_run(l);
+    if (!rc && !strcmp(a->stage, "processed"))
+        rc = qtl_load_process(l);
     *status = rc ? CLI_FINDINGS : CLI_OK;
     return l;
 }
