@@ -572,6 +572,12 @@ QTL_API int qtl_load_process(qtl_load_t *l);
  *  of E4M3 codes: fp16(fp16(q) * fp16(s_i)) then E4M3 RNE of that * (1/s_max),
  *  saturated (the CUDA path). */
 QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float s_i, float s_max);
+/*! qtl_load_write() : write the rank's parameters to `path` (one safetensors
+ *  file; metadata qtl.tp, qtl.rank, qtl.stage, qtl.source). A directory of
+ *  such files, model-rank-{r}-part-0.safetensors, plus config.json, is a
+ *  pre-sharded checkpoint: qtl_load_open reads it back (same tp only), and a
+ *  processed one is never post-processed again. */
+QTL_API int qtl_load_write(qtl_load_t *l, const char *path, const char *source);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
 QTL_API size_t qtl_load_param_count(const qtl_load_t *l);

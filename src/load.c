@@ -32,6 +32,8 @@ struct qtl_load {
     uint64_t bytes_read;
     double seconds;
     int ran, processed;
+    qtl_st_t *pre;  /* pre-sharded checkpoint: this rank's model-rank-R-part-0.safetensors */
+    int pre_processed;
 };
 
 /* ---- findings ---- */
@@ -77,11 +79,11 @@ static int alloc_params(qtl_load_t *l)
 {
     for (size_t i = 0; i < l->m.nparams; i++) {
         struct lparam *p = &l->m.params[i];
-        uint64_t numel = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->shape[0];
+        uint64_t numel = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
         p->nbytes = numel * qtl_dtype_bits(p->dtype) / 8;
         p->data = calloc(1, p->nbytes ? (size_t)p->nbytes : 1);
         /* units of coverage: rows (slots) along dim 0, or the whole parameter */
-        int whole = p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED;
+        int whole = p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED || p->ndim == 0;
         p->nunits = whole ? 1 : p->shape[0];
         p->written = calloc(p->nunits ? (size_t)p->nunits : 1, sizeof *p->written);
         if (!p->data || !p->written)
@@ -90,6 +92,58 @@ static int alloc_params(qtl_load_t *l)
         if (p->fill_f32_min) /* vLLM pre-fills these scales with torch.finfo(float32).min */
             for (uint64_t k = 0; k < numel; k++)
                 memcpy(p->data + 4 * k, &(float){-FLT_MAX}, 4);
+    }
+    return QTL_OK;
+}
+
+/* A directory written by `qtl shard`: model-rank-R-part-0.safetensors with
+ * qtl.tp / qtl.rank / qtl.stage metadata and config.json. */
+static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_load_options *o, int *is_pre)
+{
+    char file[4200];
+    snprintf(file, sizeof file, "%s/model-rank-0-part-0.safetensors", path);
+    FILE *f = fopen(file, "rb");
+    *is_pre = f != NULL;
+    if (!f)
+        return QTL_OK;
+    fclose(f);
+    snprintf(file, sizeof file, "%s/model-rank-%u-part-0.safetensors", path, o->rank);
+    struct qtl_open_options oo = {o->allocator, 0};
+    if (qtl_st_open_file(file, &oo, &l->pre) != QTL_OK)
+        return qtl__fail(&l->err, QTL_ERR_OPEN, "%s", qtl_st_errmsg(l->pre));
+    const char *tp = qtl_st_metadata_get(l->pre, "qtl.tp"), *rank = qtl_st_metadata_get(l->pre, "qtl.rank");
+    const char *stage = qtl_st_metadata_get(l->pre, "qtl.stage");
+    if (!tp || !rank || !stage)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: no qtl.tp / qtl.rank / qtl.stage metadata: not written by qtl shard", file);
+    if (strtoul(tp, NULL, 10) != o->tp)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: pre-sharded for tp=%s, asked for tp=%u", path, tp, o->tp);
+    if (strtoul(rank, NULL, 10) != o->rank)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: holds rank %s, not %u", file, rank, o->rank);
+    l->pre_processed = !strcmp(stage, "processed");
+    return QTL_OK;
+}
+
+/* Parameters straight from a processed pre-sharded file. */
+static int params_from_file(qtl_load_t *l)
+{
+    size_t n = qtl_st_tensor_count(l->pre);
+    l->m.params = calloc(n ? n : 1, sizeof *l->m.params);
+    if (!l->m.params)
+        return QTL_ERR_NOMEM;
+    l->m.cap = n;
+    for (size_t i = 0; i < n; i++) {
+        struct qtl_tensor_info ti;
+        qtl_st_tensor_at(l->pre, i, &ti);
+        struct lparam *p = &l->m.params[l->m.nparams++];
+        if (ti.ndim > 2)
+            return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %u dimensions", ti.file, ti.name, ti.ndim);
+        snprintf(p->name, sizeof p->name, "%s", ti.name);
+        p->kind = PK_BASE;
+        p->dtype = ti.dtype;
+        p->ndim = ti.ndim;
+        p->shape[0] = ti.ndim ? ti.shape[0] : 0;
+        p->shape[1] = ti.ndim > 1 ? ti.shape[1] : 0;
+        p->layer = -1;
     }
     return QTL_OK;
 }
@@ -107,6 +161,28 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
     l->allow = o->allow;
     l->nallow = o->nallow;
     struct qtl_open_options oo = {o->allocator, 0};
+    int pre;
+    int rc0 = open_presharded(l, path, o, &pre);
+    if (rc0)
+        return rc0;
+    if (pre && l->pre_processed) {
+        if ((rc0 = params_from_file(l)))
+            return l->err.code ? l->err.code : qtl__fail(&l->err, rc0, "out of memory");
+        return alloc_params(l);
+    }
+    if (pre) { /* a loaded-stage file: the model layout comes from the copied config.json */
+        if (qtl_config_open(path, &oo, o->dtype_override, &l->cfg) != QTL_OK)
+            return qtl__fail(&l->err, QTL_ERR_JSON, "%s", qtl_config_errmsg(l->cfg));
+        l->m.cfg = l->cfg;
+        l->m.shape = *qtl_config_shape(l->cfg);
+        l->m.err = &l->err;
+        l->m.tp = o->tp;
+        l->m.rank = o->rank;
+        int rc = qtl__model_build(&l->m);
+        if (rc)
+            return l->err.code ? l->err.code : rc;
+        return alloc_params(l);
+    }
     if (qtl_ckpt_open(path, &oo, &l->ck) != QTL_OK)
         return qtl__fail(&l->err, qtl_ckpt_errmsg(l->ck)[0] ? QTL_ERR_OPEN : QTL_ERR_NOMEM, "%s",
                          qtl_ckpt_errmsg(l->ck));
@@ -143,6 +219,7 @@ void qtl_load_close(qtl_load_t *l)
     free(l->f);
     qtl_config_close(l->cfg);
     qtl_ckpt_close(l->ck);
+    qtl_st_close(l->pre);
     struct qtl_alloc al = l->al;
     qtl__free(&al, l);
 }
@@ -528,6 +605,42 @@ int qtl_load_run(qtl_load_t *l)
     l->ran = 1;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (l->pre) {
+        /* every parameter from the tensor of the same name, whole; nothing else */
+        for (size_t i = 0; i < qtl_st_tensor_count(l->pre); i++) {
+            struct qtl_tensor_info ti;
+            qtl_st_tensor_at(l->pre, i, &ti);
+            struct lparam *p = find_param(l, ti.name);
+            if (!p) {
+                finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", ti.file, ti.name,
+                        "%s: tensor '%s' maps to no parameter of the model", ti.file, ti.name);
+                continue;
+            }
+            uint64_t pn = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
+            if (ti.dtype != p->dtype || ti.numel != pn || ti.ndim != p->ndim) {
+                finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", ti.file, ti.name,
+                        "%s: tensor '%s' does not match parameter '%s' (%s, %u dims)", ti.file, ti.name, p->name,
+                        qtl_dtype_name(p->dtype), p->ndim);
+                continue;
+            }
+            if (qtl_st_read_tensor(l->pre, i, p->data, (size_t)p->nbytes) != QTL_OK) {
+                finding(l, QTL_ERR_IO, "tensor.read", ti.file, ti.name, "%s", qtl_st_errmsg(l->pre));
+                continue;
+            }
+            l->bytes_read += p->nbytes;
+            for (uint64_t u = 0; u < p->nunits; u++)
+                p->written[u]++;
+            snprintf(p->first_src, sizeof p->first_src, "%s", ti.name);
+        }
+        final_checks(l);
+        l->processed = l->pre_processed; /* never post-processed twice */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        l->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        for (size_t i = 0; i < l->nf; i++)
+            if (l->f[i].sev == QTL_SEV_ERROR)
+                return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
+        return QTL_OK;
+    }
     int rc = qtl_ckpt_check(l->ck);
     for (size_t i = 0; i < qtl_ckpt_diag_count(l->ck); i++) {
         struct qtl_diag d;
@@ -601,6 +714,31 @@ int qtl_load_process(qtl_load_t *l)
         finding(l, QTL_OK, "scale.slots-differ", NULL, NULL,
                 "a fused layer's per-slot global scales differ; vLLM takes the max and warns that accuracy may drop");
     return QTL_OK;
+}
+
+int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
+{
+    qtl_st_writer_t *w = NULL;
+    char num[32];
+    int rc = qtl_st_writer_new(NULL, &w);
+    if (rc)
+        return qtl__fail(&l->err, rc, "out of memory");
+    snprintf(num, sizeof num, "%u", l->m.tp);
+    rc = qtl_st_writer_set_metadata(w, "qtl.tp", num);
+    snprintf(num, sizeof num, "%u", l->m.rank);
+    rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.rank", num);
+    rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.stage", l->processed ? "processed" : "loaded");
+    rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.source", source ? source : "");
+    rc = rc ? rc : qtl_st_writer_set_metadata(w, "format", "pt");
+    for (size_t i = 0; !rc && i < l->m.nparams; i++) {
+        const struct lparam *p = &l->m.params[i];
+        rc = qtl_st_writer_add(w, p->name, p->dtype, p->ndim, p->shape, p->data, p->nbytes);
+    }
+    rc = rc ? rc : qtl_st_writer_write_file(w, path);
+    if (rc)
+        qtl__fail(&l->err, rc, "%s", qtl_st_writer_errmsg(w));
+    qtl_st_writer_free(w);
+    return rc;
 }
 
 /* ---- accessors ---- */

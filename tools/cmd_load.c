@@ -89,7 +89,7 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
     int rc = qtl_load_open(a->ckpt, &o, &l);
     if (rc) {
         fprintf(stderr, "qtl %s: %s\n", cmd, qtl_load_errmsg(l));
-        *status = rc == QTL_ERR_OPEN ? CLI_USAGE : CLI_FINDINGS;
+        *status = rc == QTL_ERR_OPEN || rc == QTL_ERR_INVALID_ARGUMENT ? CLI_USAGE : CLI_FINDINGS;
         return l;
     }
     rc = qtl_load_run(l);
@@ -181,28 +181,13 @@ int cmd_shard(int argc, char **argv)
             qtl_load_close(l);
             return st;
         }
-        qtl_st_writer_t *w = NULL;
-        char path[4200], num[32];
-        int wr = qtl_st_writer_new(NULL, &w);
-        snprintf(num, sizeof num, "%llu", a.tp);
-        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.tp", num);
-        snprintf(num, sizeof num, "%u", r);
-        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.rank", num);
-        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.stage", a.stage);
-        wr = wr ? wr : qtl_st_writer_set_metadata(w, "qtl.source", a.ckpt);
-        wr = wr ? wr : qtl_st_writer_set_metadata(w, "format", "pt");
-        for (size_t i = 0; !wr && i < qtl_load_param_count(l); i++) {
-            struct qtl_param_info pi;
-            qtl_load_param_at(l, i, &pi);
-            wr = qtl_st_writer_add(w, pi.name, pi.dtype, pi.ndim, pi.shape, pi.data, pi.nbytes);
-        }
+        char path[4200];
         snprintf(path, sizeof path, "%s/model-rank-%u-part-0.safetensors", a.out, r);
-        wr = wr ? wr : qtl_st_writer_write_file(w, path);
+        int wr = qtl_load_write(l, path, a.ckpt);
         if (wr)
-            fprintf(stderr, "qtl shard: %s\n", w ? qtl_st_writer_errmsg(w) : "out of memory");
+            fprintf(stderr, "qtl shard: %s\n", qtl_load_errmsg(l));
         else
             printf("wrote %s (%zu parameters)\n", path, qtl_load_param_count(l));
-        qtl_st_writer_free(w);
         qtl_load_close(l);
         if (wr)
             return CLI_FINDINGS;
