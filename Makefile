@@ -1,4 +1,5 @@
 # Thin wrapper over CMake. `make demo` and `make test` work on a fresh Debian 12.
+SHELL := /bin/bash
 BUILD       ?= build
 BUILD_ASAN  ?= build-asan
 BUILD_CLANG ?= build-clang
@@ -28,6 +29,12 @@ demo: build
 	./$(BUILD)/qtl inspect $(BUILD)/demo/llama-nvfp4
 	./$(BUILD)/qtl dequant $(BUILD)/demo/phi3-nvfp4 model.layers.0.self_attn.qkv_proj.weight_packed \
 	    -o $(BUILD)/demo/qkv-f32.safetensors
+	./$(BUILD)/qtl load $(BUILD)/demo/phi3-nvfp4 --tp 2 --stage loaded --params > $(BUILD)/demo/phi3-tp2.txt
+	./$(BUILD)/qtl load $(BUILD)/demo/llama-nvfp4 --tp 2 --stage loaded --params > $(BUILD)/demo/llama-tp2.txt
+	@sed -n '1p;/qkv_proj/p' $(BUILD)/demo/phi3-tp2.txt | head -8
+	@if diff -q <(grep '^  model' $(BUILD)/demo/phi3-tp2.txt) <(grep '^  model' $(BUILD)/demo/llama-tp2.txt) >/dev/null; \
+	    then echo "demo: phi3 (fused on disk) and llama (split) give identical tp=2 parameters, every scale slot included"; \
+	    else echo "demo: parameters differ"; exit 1; fi
 
 # The whole suite: gcc build, the same tests under ASan+UBSan, and a clang build.
 test: deps build

@@ -12,7 +12,7 @@
 struct args {
     const char *ckpt, *out, *stage;
     unsigned long long tp, rank;
-    int has_rank, json;
+    int has_rank, json, params;
     const char *allow[64];
     size_t nallow;
     enum qtl_dtype dtype;
@@ -48,6 +48,8 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->out = argv[++i];
         } else if (!strcmp(s, "--json") && !want_out) {
             a->json = 1;
+        } else if (!strcmp(s, "--params") && !want_out) {
+            a->params = 1;
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             if (want_out)
                 printf("usage: qtl shard CKPT --tp T [--stage loaded|processed] [--dtype bfloat16|float16] [--allow ID]... -o OUT\n"
@@ -56,9 +58,10 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
                        "  copies config.json. Nothing is written when a rank has error-level findings.\n");
             else
                 printf("usage: qtl load CKPT --tp T [--rank R] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
-                       "         [--allow ID]... [--json]\n"
+                       "         [--allow ID]... [--json | --params]\n"
                        "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
-                       "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n");
+                       "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n"
+                       "  --params lists every parameter: name, dtype, shape and a 64-bit FNV-1a hash of its bytes.\n");
             return -1;
         } else if (s[0] == '-' && s[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", s);
@@ -151,6 +154,17 @@ int cmd_load(int argc, char **argv)
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
                 printf("  %s [%s]: %s\n", sev_name(d.severity), d.id, d.message);
+            }
+            for (size_t i = 0; a.params && i < qtl_load_param_count(l); i++) {
+                struct qtl_param_info pi;
+                qtl_load_param_at(l, i, &pi);
+                uint64_t fnv = 0xcbf29ce484222325ull;
+                for (uint64_t k = 0; k < pi.nbytes; k++)
+                    fnv = (fnv ^ ((const unsigned char *)pi.data)[k]) * 0x100000001b3ull;
+                printf("  %s %s [", pi.name, qtl_dtype_name(pi.dtype));
+                for (uint32_t d = 0; d < pi.ndim; d++)
+                    printf("%s%llu", d ? ", " : "", (unsigned long long)pi.shape[d]);
+                printf("] %016llx\n", (unsigned long long)fnv);
             }
         }
         qtl_load_close(l);
