@@ -331,6 +331,124 @@ static void test_findings(void **state)
     qtl_load_close(l);
 }
 
+/* The worked examples of vllm-loading.md §3.4 and §3.5 (H=32, Hkv=8, D=128;
+ * intermediate 14336), checked against the master weights (BF16, exact). */
+static void test_worked_examples(void **state)
+{
+    (void)state;
+    char d[512], msg[256];
+    snprintf(d, sizeof d, "%s/worked", QTL_TEST_TMP);
+    struct qtl_fixture_options o;
+    qtl_fixture_defaults(&o);
+    o.scheme = "bf16", o.layers = 1, o.hidden = 64, o.heads = 32, o.kv_heads = 8, o.head_dim = 128;
+    o.intermediate = 14336, o.vocab = 64, o.shards = 1;
+    TU_EXPECT(qtl_fixture_write(&o, d, msg, sizeof msg), QTL_OK, msg);
+    const uint64_t C = 64;
+    float *q = malloc(4096 * C * 4), *k = malloc(1024 * C * 4), *g = malloc(14336 * C * 4), *u = malloc(14336 * C * 4);
+    qtl_fixture_master(&o, 0, "q_proj", q, 4096 * C);
+    qtl_fixture_master(&o, 0, "k_proj", k, 1024 * C);
+    qtl_fixture_master(&o, 0, "gate_proj", g, 14336 * C);
+    qtl_fixture_master(&o, 0, "up_proj", u, 14336 * C);
+    struct {
+        uint32_t tp, rank;
+        uint64_t rows;                  /* per-rank qkv rows */
+        uint64_t q_src, q_n, k_src, k_n; /* source rows of q and k, and where k lands */
+    } ex[] = {{2, 1, 3072, 2048, 2048, 512, 512}, /* example 1 */
+              {16, 5, 512, 1280, 256, 256, 128}}; /* example 2: kv head 5 div 2 = 2 */
+    for (int e = 0; e < 2; e++) {
+        qtl_load_t *l = load(d, ex[e].tp, ex[e].rank, QTL_OK);
+        struct qtl_param_info pi;
+        param(l, "model.layers.0.self_attn.qkv_proj.weight", &pi);
+        assert_int_equal(pi.shape[0], ex[e].rows);
+        const uint16_t *w = pi.data;
+        for (uint64_t r = 0; r < ex[e].q_n; r++)
+            for (uint64_t c = 0; c < C; c++)
+                assert_int_equal(w[r * C + c], qtl_f32_to_bf16(q[(ex[e].q_src + r) * C + c]));
+        for (uint64_t r = 0; r < ex[e].k_n; r++)
+            for (uint64_t c = 0; c < C; c++)
+                assert_int_equal(w[(ex[e].q_n + r) * C + c], qtl_f32_to_bf16(k[(ex[e].k_src + r) * C + c]));
+        qtl_load_close(l);
+    }
+    /* §3.4: tp=4, rank 2: gate rows [7168, 10752) -> [0, 3584), up rows [7168, 10752) -> [3584, 7168) */
+    qtl_load_t *l = load(d, 4, 2, QTL_OK);
+    struct qtl_param_info pi;
+    param(l, "model.layers.0.mlp.gate_up_proj.weight", &pi);
+    assert_true(pi.shape[0] == 7168 && pi.shape[1] == C);
+    const uint16_t *w = pi.data;
+    for (uint64_t r = 0; r < 3584; r++)
+        for (uint64_t c = 0; c < C; c++) {
+            assert_int_equal(w[r * C + c], qtl_f32_to_bf16(g[(7168 + r) * C + c]));
+            assert_int_equal(w[(3584 + r) * C + c], qtl_f32_to_bf16(u[(7168 + r) * C + c]));
+        }
+    qtl_load_close(l);
+    free(q), free(k), free(g), free(u);
+}
+
+/* Concatenating the ranks' slices gives back the checkpoint tensor, for every
+ * parameter kind the fixtures produce (weights, channel/group/block scales,
+ * packed weights and zero points; column- and row-parallel). */
+static void test_concat_every_kind(void **state)
+{
+    (void)state;
+    static const char *schemes[] = {"fp8-block", "ct-fp8-channel", "ct-nvfp4", "ct-w4a16-asym", "ct-w8a16", "ct-int8-channel"};
+    int compared = 0;
+    for (size_t si = 0; si < sizeof schemes / sizeof schemes[0]; si++) {
+        char d[512];
+        struct qtl_fixture_options o;
+        snprintf(d, sizeof d, "%s/cat-%s", QTL_TEST_TMP, schemes[si]);
+        fixture(d, schemes[si], QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART, &o, 2);
+        qtl_ckpt_t *ck;
+        assert_int_equal(qtl_ckpt_open(d, NULL, &ck), QTL_OK);
+        const uint32_t tp = 2;
+        qtl_load_t *l[2] = {load(d, tp, 0, QTL_OK), load(d, tp, 1, QTL_OK)};
+        for (size_t i = 0; i < qtl_load_param_count(l[0]); i++) {
+            struct qtl_param_info p0, p1;
+            qtl_load_param_at(l[0], i, &p0);
+            qtl_load_param_at(l[1], i, &p1);
+            int gate = strstr(p0.name, "gate_up_proj") != NULL, down = strstr(p0.name, "down_proj") != NULL;
+            if ((!gate && !down) || p0.ndim != 2 || !strcmp(p0.kind, "PerTensorScaleParameter"))
+                continue;
+            char ckname[256];
+            const char *suffix = strrchr(p0.name, '.') + 1;
+            snprintf(ckname, sizeof ckname, "model.layers.0.mlp.%s.%s", gate ? "gate_proj" : "down_proj", suffix);
+            size_t idx;
+            struct qtl_tensor_info ti;
+            if (qtl_ckpt_tensor_find(ck, ckname, &idx) != QTL_OK)
+                continue;
+            qtl_ckpt_tensor_at(ck, idx, &ti);
+            if (ti.dtype != p0.dtype)
+                continue; /* converted on load (e.g. BF16 scales into F32): compared elsewhere */
+            unsigned char *full = malloc(ti.nbytes);
+            qtl_ckpt_read_tensor(ck, idx, full, (size_t)ti.nbytes);
+            compared++;
+            uint64_t es = qtl_dtype_bits(ti.dtype) / 8;
+            if (gate) {
+                /* column-parallel: rank r's first half of rows = rows [r*h, (r+1)*h) of gate_proj */
+                uint64_t rows = ti.shape[0] / tp, rb = ti.shape[1] * es;
+                const struct qtl_param_info *pr[2] = {&p0, &p1};
+                for (uint32_t r = 0; r < tp; r++)
+                    if (memcmp(pr[r]->data, full + r * rows * rb, (size_t)(rows * rb)) != 0)
+                        fail_msg("%s: rank %u slice of %s is not rows of %s", schemes[si], r, p0.name, ckname);
+            }
+            if (down && strcmp(p0.kind, "ChannelQuantScaleParameter") && strcmp(p0.kind, "PackedColumnParameter")) {
+                /* row-parallel: rank r holds columns [r*w, (r+1)*w) of every row */
+                uint64_t wcols = p0.shape[1], rb = ti.shape[1] * es;
+                const struct qtl_param_info *pr[2] = {&p0, &p1};
+                for (uint32_t r = 0; r < tp; r++)
+                    for (uint64_t row = 0; row < p0.shape[0]; row++)
+                        if (memcmp((const unsigned char *)pr[r]->data + row * wcols * es, full + row * rb + r * wcols * es,
+                                   (size_t)(wcols * es)) != 0)
+                            fail_msg("%s: rank %u columns of %s are not columns of %s", schemes[si], r, p0.name, ckname);
+            }
+            free(full);
+        }
+        qtl_load_close(l[0]);
+        qtl_load_close(l[1]);
+        qtl_ckpt_close(ck);
+    }
+    assert_true(compared >= 16); /* weights, e4m3/BF16/F32 scales, packed weights and zero points */
+}
+
 int main(void)
 {
     tu_mkdir_p(QTL_TEST_TMP);
@@ -339,6 +457,8 @@ int main(void)
         cmocka_unit_test(test_per_part_slots),
         cmocka_unit_test(test_qkv_rows_and_concat),
         cmocka_unit_test(test_findings),
+        cmocka_unit_test(test_worked_examples),
+        cmocka_unit_test(test_concat_every_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
