@@ -334,11 +334,11 @@ static int copy_block(qtl_load_t *l, struct lparam *p, const struct src *s, uint
  * norms): shapes must agree; 0-D and [1] are the same. Last write wins. */
 static int copy_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
 {
-    uint64_t pn = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->shape[0];
+    uint64_t pn = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
     int same = s->ti.numel == pn &&
                (s->ti.ndim == p->ndim ? (p->ndim < 1 || s->ti.shape[0] == p->shape[0]) &&
                                             (p->ndim < 2 || s->ti.shape[1] == p->shape[1])
-                                      : (pn == 1 && s->ti.ndim == 0));
+                                      : (pn == 1 && s->ti.ndim <= 1 && p->ndim <= 1)); /* 0-D and [1] alike */
     if (!same)
         return finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
                        "%s: tensor '%s' has %llu elements in %u dimension(s), parameter '%s' needs %llu",
@@ -488,6 +488,37 @@ static int load_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int
         base += sizes[i];
     }
     return QTL_OK;
+}
+
+static struct lparam *add_kv_scale(qtl_load_t *l, const char *name)
+{
+    struct lmodel *m = &l->m;
+    if (m->nparams == m->cap) {
+        size_t nc = m->cap * 2 + 8;
+        struct lparam *n = realloc(m->params, nc * sizeof *n);
+        if (!n)
+            return NULL;
+        m->params = n;
+        m->cap = nc;
+    }
+    struct lparam *p = &m->params[m->nparams];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%.191s", name);
+    p->kind = PK_BASE;
+    p->dtype = QTL_DTYPE_F32;
+    p->layer = -1;
+    p->is_scale = 1;
+    p->nbytes = 4;
+    p->nunits = 1;
+    p->data = calloc(1, 4);
+    p->written = calloc(1, sizeof *p->written);
+    if (!p->data || !p->written) {
+        free(p->data);
+        free(p->written);
+        return NULL;
+    }
+    m->nparams++;
+    return p;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -672,10 +703,12 @@ int qtl_load_run(qtl_load_t *l)
     }
     for (size_t i = 0; i < m && l->err.code != QTL_ERR_NOMEM; i++) {
         char pname[256];
-        int shard;
-        if (qtl__model_map(&l->m, srcs[i].ti.name, pname, sizeof pname, &shard) == MAP_SKIP)
+        int shard, kind = qtl__model_map(&l->m, srcs[i].ti.name, pname, sizeof pname, &shard);
+        if (kind == MAP_SKIP)
             continue;
         struct lparam *p = find_param(l, pname);
+        if (!p && kind == MAP_KV_SCALE) /* the attention layer's scale, created when the checkpoint has one */
+            p = add_kv_scale(l, pname);
         if (!p) {
             finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", srcs[i].ti.file, srcs[i].ti.name,
                     "%s: tensor '%s' maps to no parameter of the model (looked for '%s')", srcs[i].ti.file,

@@ -63,7 +63,7 @@ struct lmodel {
 };
 
 #define SHARD_NONE (-1)
-enum { MAP_PARAM = 0, MAP_SKIP = 1 };
+enum { MAP_PARAM = 0, MAP_SKIP = 1, MAP_KV_SCALE = 2 };
 
 int qtl__model_build(struct lmodel *m);
 int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard);

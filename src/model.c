@@ -270,6 +270,29 @@ int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t
         return MAP_SKIP;
     if (m->shape.tie_word_embeddings && !strcmp(name, "lm_head.weight"))
         return MAP_SKIP;
+    /* KV-cache scales (maybe_remap_kv_scale_name / get_cache_scale run first,
+     * errata §11 item 2): self_attn.{k,v,q}_scale, self_attn.{k,v,q}_proj.{k,v,q}_scale
+     * (ModelOpt) and self_attn.{k,v,q}_proj.output_scale (compressed-tensors,
+     * AutoFP8) all become self_attn.attn.{k,v,q}_scale. */
+    static const char *const kv[] = {"k", "v", "q"};
+    const char *sa = strstr(name, ".self_attn.");
+    if (sa) {
+        const char *rest = sa + strlen(".self_attn.");
+        for (int i = 0; i < 3; i++) {
+            char a[32], b[32], c[32];
+            snprintf(a, sizeof a, "%s_scale", kv[i]);
+            snprintf(b, sizeof b, "%s_proj.%s_scale", kv[i], kv[i]);
+            snprintf(c, sizeof c, "%s_proj.output_scale", kv[i]);
+            if (!strcmp(rest, a) || !strcmp(rest, b) || !strcmp(rest, c)) {
+                snprintf(param, cap, "%.*s.self_attn.attn.%s_scale", (int)(sa - name), name, kv[i]);
+                return MAP_KV_SCALE;
+            }
+        }
+        if (!strcmp(rest, "prob_output_scale")) {
+            snprintf(param, cap, "%.*s.self_attn.attn.prob_scale", (int)(sa - name), name);
+            return MAP_KV_SCALE;
+        }
+    }
     for (size_t i = 0; i < sizeof stacked / sizeof stacked[0]; i++) {
         const char *hit = strstr(name, stacked[i].ckpt);
         if (!hit)

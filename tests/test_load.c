@@ -449,6 +449,38 @@ static void test_concat_every_kind(void **state)
     assert_true(compared >= 16); /* weights, e4m3/BF16/F32 scales, packed weights and zero points */
 }
 
+static int kv_scales(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    (void)ti, (void)data;
+    static const float k = 0.125f, v = 0.25f;
+    static const uint64_t one = 1;
+    static int done;
+    if (done++ == 0) {
+        assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.k_scale", QTL_DTYPE_F32, 1, &one, &k, 4), QTL_OK);
+        assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.v_proj.v_scale", QTL_DTYPE_F32, 0, NULL, &v, 4),
+                         QTL_OK);
+    }
+    return 0;
+}
+
+/* KV-cache scales land on the attention layer (ModelOpt and compressed-tensors names). */
+static void test_kv_cache_scales(void **state)
+{
+    (void)state;
+    char d[512];
+    struct qtl_fixture_options o;
+    snprintf(d, sizeof d, "%s/kv", QTL_TEST_TMP);
+    fixture(d, "fp8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART, &o, 1);
+    rewrite(d, kv_scales, NULL);
+    qtl_load_t *l = load(d, 2, 1, QTL_OK);
+    struct qtl_param_info pi;
+    param(l, "model.layers.0.self_attn.attn.k_scale", &pi);
+    assert_true(pi.ndim == 0 && *(const float *)pi.data == 0.125f);
+    param(l, "model.layers.0.self_attn.attn.v_scale", &pi);
+    assert_true(*(const float *)pi.data == 0.25f);
+    qtl_load_close(l);
+}
+
 int main(void)
 {
     tu_mkdir_p(QTL_TEST_TMP);
@@ -459,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_findings),
         cmocka_unit_test(test_worked_examples),
         cmocka_unit_test(test_concat_every_kind),
+        cmocka_unit_test(test_kv_cache_scales),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
