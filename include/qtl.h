@@ -546,6 +546,9 @@ struct qtl_load_options {
     const char *const *allow;          /* finding IDs downgraded to warnings */
     size_t nallow;
     const struct qtl_allocator *allocator;
+    /* Called after each checkpoint tensor with the tensors done and total (may be NULL). */
+    void (*progress)(void *ud, size_t done, size_t total);
+    void *progress_ud;
 };
 struct qtl_param_info {
     const char *name; /* vLLM's parameter name */

@@ -29,6 +29,8 @@ struct qtl_load {
     size_t nf, fcap;
     const char *const *allow;
     size_t nallow;
+    void (*progress)(void *, size_t, size_t);
+    void *progress_ud;
     uint64_t bytes_read;
     double seconds;
     int ran, processed;
@@ -160,6 +162,8 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "tp must be >= 1 and rank < tp");
     l->allow = o->allow;
     l->nallow = o->nallow;
+    l->progress = o->progress;
+    l->progress_ud = o->progress_ud;
     struct qtl_open_options oo = {o->allocator, 0};
     int pre;
     int rc0 = open_presharded(l, path, o, &pre);
@@ -716,6 +720,8 @@ int qtl_load_run(qtl_load_t *l)
             continue;
         }
         load_tensor(l, p, &srcs[i], shard);
+        if (l->progress)
+            l->progress(l->progress_ud, i + 1, m);
     }
     free(srcs);
     free(shard_of);

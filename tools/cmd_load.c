@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct args {
     const char *ckpt, *out, *stage;
@@ -84,10 +85,19 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
 
 static const char *sev_name(enum qtl_severity s) { return s == QTL_SEV_ERROR ? "error" : "warning"; }
 
+static void show_progress(void *ud, size_t done, size_t total)
+{
+    if (done == total || done % 16 == 0)
+        fprintf(stderr, "\rrank %u: %zu/%zu tensors%s", *(const uint32_t *)ud, done, total, done == total ? "\n" : "");
+}
+
 /* Open and run rank r. @return the handle (always), *status the CLI status. */
 static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, int *status)
 {
-    struct qtl_load_options o = {(uint32_t)a->tp, r, a->dtype, a->allow, a->nallow, NULL};
+    static uint32_t rank_shown;
+    rank_shown = r;
+    struct qtl_load_options o = {(uint32_t)a->tp, r, a->dtype, a->allow, a->nallow, NULL,
+                                 isatty(2) ? show_progress : NULL, &rank_shown};
     qtl_load_t *l = NULL;
     int rc = qtl_load_open(a->ckpt, &o, &l);
     if (rc) {
@@ -148,7 +158,7 @@ int cmd_load(int argc, char **argv)
             }
             printf("]}");
         } else {
-            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB read in %.3f s (%.2f GB/s)\n", r, a.tp,
+            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed and read in %.3f s (%.2f GB/s)\n", r, a.tp,
                    qtl_load_param_count(l), (double)h / 1e6, (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
