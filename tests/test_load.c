@@ -481,6 +481,84 @@ static void test_kv_cache_scales(void **state)
     qtl_load_close(l);
 }
 
+static int add_qwen_tensors(qtl_st_writer_t *w, const struct qtl_tensor_info *ti, void *data)
+{
+    (void)ti, (void)data;
+    static int done;
+    static uint16_t qb[128], kb[32], vb[32], qn[16], kn[16];
+    static const uint64_t nq = 128, nk = 32, nd = 16;
+    if (done++)
+        return 0;
+    for (int i = 0; i < 128; i++)
+        qb[i] = qtl_f32_to_bf16((float)i);
+    for (int i = 0; i < 32; i++)
+        kb[i] = qtl_f32_to_bf16(-1.0f - (float)i), vb[i] = qtl_f32_to_bf16(0.5f * (float)(i + 1));
+    for (int i = 0; i < 16; i++)
+        qn[i] = qtl_f32_to_bf16(1.0f), kn[i] = qtl_f32_to_bf16(2.0f);
+    assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.q_proj.bias", QTL_DTYPE_BF16, 1, &nq, qb, 256), QTL_OK);
+    assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.k_proj.bias", QTL_DTYPE_BF16, 1, &nk, kb, 64), QTL_OK);
+    assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.v_proj.bias", QTL_DTYPE_BF16, 1, &nk, vb, 64), QTL_OK);
+    assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.q_norm.weight", QTL_DTYPE_BF16, 1, &nd, qn, 32), QTL_OK);
+    assert_int_equal(qtl_st_writer_add(w, "model.layers.0.self_attn.k_norm.weight", QTL_DTYPE_BF16, 1, &nd, kn, 32), QTL_OK);
+    return 0;
+}
+
+/* Qwen2's q/k/v biases go through the column rules (replicas included);
+ * Qwen3's q_norm / k_norm are replicated. Same checkpoint, two configs. */
+static void test_qwen_bias_and_norms(void **state)
+{
+    (void)state;
+    char d[512], msg[256];
+    snprintf(d, sizeof d, "%s/qwen", QTL_TEST_TMP);
+    struct qtl_fixture_options o;
+    qtl_fixture_defaults(&o);
+    o.scheme = "bf16", o.layers = 1, o.hidden = 64, o.heads = 8, o.kv_heads = 2, o.head_dim = 16;
+    o.intermediate = 64, o.vocab = 64, o.shards = 1;
+    TU_EXPECT(qtl_fixture_write(&o, d, msg, sizeof msg), QTL_OK, msg);
+    rewrite(d, add_qwen_tensors, NULL);
+    const char *cfg2 = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 8,"
+                       " \"num_key_value_heads\": 2, \"head_dim\": 16, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
+                       " \"vocab_size\": 64, \"torch_dtype\": \"bfloat16\"}";
+    tu_write(tu_path(d, "config.json"), cfg2, strlen(cfg2));
+    /* tp=8: one q head per rank, kv head r/4 */
+    for (uint32_t r = 0; r < 8; r++) {
+        struct qtl_load_options lo = {8, r, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL};
+        qtl_load_t *l;
+        assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
+        assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* the norms are not Qwen2's: unmapped */
+        struct qtl_param_info pi;
+        param(l, "model.layers.0.self_attn.qkv_proj.bias", &pi);
+        assert_int_equal(pi.shape[0], 48);
+        const uint16_t *b = pi.data;
+        for (int i = 0; i < 16; i++) {
+            assert_true(qtl_bf16_to_f32(b[i]) == (float)(r * 16 + (unsigned)i));
+            assert_true(qtl_bf16_to_f32(b[16 + i]) == -1.0f - (float)((r / 4) * 16 + (unsigned)i));
+            assert_true(qtl_bf16_to_f32(b[32 + i]) == 0.5f * (float)((r / 4) * 16 + (unsigned)i + 1));
+        }
+        assert_true(has_finding(l, "tensor.unmapped", QTL_SEV_ERROR));
+        qtl_load_close(l);
+    }
+    const char *cfg3 = "{\"architectures\": [\"Qwen3ForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 8,"
+                       " \"num_key_value_heads\": 2, \"head_dim\": 16, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
+                       " \"vocab_size\": 64, \"torch_dtype\": \"bfloat16\"}";
+    tu_write(tu_path(d, "config.json"), cfg3, strlen(cfg3));
+    struct qtl_load_options lo = {2, 1, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL};
+    qtl_load_t *l;
+    assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
+    assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* Qwen3 has no qkv bias: the biases are unmapped */
+    struct qtl_param_info pi;
+    param(l, "model.layers.0.self_attn.k_norm.weight", &pi);
+    assert_true(pi.shape[0] == 16 && qtl_bf16_to_f32(((const uint16_t *)pi.data)[15]) == 2.0f);
+    size_t unmapped = 0;
+    for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+        struct qtl_diag dg;
+        qtl_load_finding_at(l, i, &dg);
+        unmapped += !strcmp(dg.id, "tensor.unmapped") && strstr(dg.message, ".bias");
+    }
+    assert_int_equal(unmapped, 3);
+    qtl_load_close(l);
+}
+
 int main(void)
 {
     tu_mkdir_p(QTL_TEST_TMP);
@@ -492,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_worked_examples),
         cmocka_unit_test(test_concat_every_kind),
         cmocka_unit_test(test_kv_cache_scales),
+        cmocka_unit_test(test_qwen_bias_and_norms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
