@@ -174,23 +174,11 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
             return l->err.code ? l->err.code : qtl__fail(&l->err, rc0, "out of memory");
         return alloc_params(l);
     }
-    if (pre) { /* a loaded-stage file: the model layout comes from the copied config.json */
-        if (qtl_config_open(path, &oo, o->dtype_override, &l->cfg) != QTL_OK)
-            return qtl__fail(&l->err, QTL_ERR_JSON, "%s", qtl_config_errmsg(l->cfg));
-        l->m.cfg = l->cfg;
-        l->m.shape = *qtl_config_shape(l->cfg);
-        l->m.err = &l->err;
-        l->m.tp = o->tp;
-        l->m.rank = o->rank;
-        int rc = qtl__model_build(&l->m);
-        if (rc)
-            return l->err.code ? l->err.code : rc;
-        return alloc_params(l);
-    }
-    if (qtl_ckpt_open(path, &oo, &l->ck) != QTL_OK)
+    /* a loaded-stage pre-sharded file takes its layout from the copied config.json */
+    if (!pre && qtl_ckpt_open(path, &oo, &l->ck) != QTL_OK)
         return qtl__fail(&l->err, qtl_ckpt_errmsg(l->ck)[0] ? QTL_ERR_OPEN : QTL_ERR_NOMEM, "%s",
                          qtl_ckpt_errmsg(l->ck));
-    if (qtl_config_open(qtl_ckpt_dir(l->ck), &oo, o->dtype_override, &l->cfg) != QTL_OK) {
+    if (qtl_config_open(pre ? path : qtl_ckpt_dir(l->ck), &oo, o->dtype_override, &l->cfg) != QTL_OK) {
         int rc = l->cfg ? QTL_ERR_JSON : QTL_ERR_NOMEM;
         return qtl__fail(&l->err, rc, "%s", qtl_config_errmsg(l->cfg));
     }
@@ -496,17 +484,9 @@ static int load_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int
 
 static struct lparam *add_kv_scale(qtl_load_t *l, const char *name)
 {
-    struct lmodel *m = &l->m;
-    if (m->nparams == m->cap) {
-        size_t nc = m->cap * 2 + 8;
-        struct lparam *n = realloc(m->params, nc * sizeof *n);
-        if (!n)
-            return NULL;
-        m->params = n;
-        m->cap = nc;
-    }
-    struct lparam *p = &m->params[m->nparams];
-    memset(p, 0, sizeof *p);
+    struct lparam *p = qtl__model_grow(&l->m);
+    if (!p)
+        return NULL;
     snprintf(p->name, sizeof p->name, "%.191s", name);
     p->kind = PK_BASE;
     p->dtype = QTL_DTYPE_F32;
@@ -516,13 +496,7 @@ static struct lparam *add_kv_scale(qtl_load_t *l, const char *name)
     p->nunits = 1;
     p->data = calloc(1, 4);
     p->written = calloc(1, sizeof *p->written);
-    if (!p->data || !p->written) {
-        free(p->data);
-        free(p->written);
-        return NULL;
-    }
-    m->nparams++;
-    return p;
+    return p->data && p->written ? p : NULL; /* freed with the model */
 }
 
 static int cmp_names(const void *a, const void *b)

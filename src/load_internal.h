@@ -66,6 +66,8 @@ struct lmodel {
 enum { MAP_PARAM = 0, MAP_SKIP = 1, MAP_KV_SCALE = 2 };
 
 int qtl__model_build(struct lmodel *m);
+/* Append a zeroed parameter (pointers into m->params move). NULL: out of memory. */
+struct lparam *qtl__model_grow(struct lmodel *m);
 int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard);
 /* Stage "processed" in place (postload.c); *slots_differ: a per-slot scale
  * vector reduced with max had different values (vLLM warns). */

@@ -11,8 +11,7 @@
 
 static uint64_t ceil_div(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
-static struct lparam *new_param(struct lmodel *m, const char *layer_prefix, const char *suffix, enum pkind kind,
-                                enum qtl_dtype dt, uint32_t ndim, uint64_t d0, uint64_t d1, int layer)
+struct lparam *qtl__model_grow(struct lmodel *m)
 {
     if (m->nparams == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 64;
@@ -24,6 +23,15 @@ static struct lparam *new_param(struct lmodel *m, const char *layer_prefix, cons
     }
     struct lparam *p = &m->params[m->nparams++];
     memset(p, 0, sizeof *p);
+    return p;
+}
+
+static struct lparam *new_param(struct lmodel *m, const char *layer_prefix, const char *suffix, enum pkind kind,
+                                enum qtl_dtype dt, uint32_t ndim, uint64_t d0, uint64_t d1, int layer)
+{
+    struct lparam *p = qtl__model_grow(m);
+    if (!p)
+        return NULL;
     snprintf(p->name, sizeof p->name, "%s%s%s", layer_prefix, *suffix ? "." : "", suffix);
     p->kind = kind;
     p->dtype = dt;

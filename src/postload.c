@@ -89,16 +89,9 @@ static void drop(struct lparam *p) { p->name[0] = '\0'; }
 
 static int add_scalar(struct lmodel *m, const struct llayer *ly, const char *suffix, enum qtl_dtype dt, const void *v)
 {
-    if (m->nparams == m->cap) {
-        size_t nc = m->cap * 2 + 8;
-        struct lparam *n = realloc(m->params, nc * sizeof *n);
-        if (!n)
-            return QTL_ERR_NOMEM;
-        m->params = n;
-        m->cap = nc;
-    }
-    struct lparam *p = &m->params[m->nparams++];
-    memset(p, 0, sizeof *p);
+    struct lparam *p = qtl__model_grow(m);
+    if (!p)
+        return QTL_ERR_NOMEM;
     snprintf(p->name, sizeof p->name, "%s.%s", ly->prefix, suffix);
     p->kind = PK_BASE;
     p->dtype = dt;
@@ -188,17 +181,9 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         zp->nbytes = 4;
         /* azp_adj = column sums of the transposed weight, times the zero point: [1, N] */
         uint64_t N = w->shape[0], K = w->shape[1];
-        if (m->nparams == m->cap) {
-            size_t nc = m->cap * 2 + 8;
-            struct lparam *n2 = realloc(m->params, nc * sizeof *n2);
-            if (!n2)
-                return QTL_ERR_NOMEM;
-            m->params = n2;
-            m->cap = nc;
-            w = layer_param(m, ly, "weight");
-        }
-        p = &m->params[m->nparams++];
-        memset(p, 0, sizeof *p);
+        if (!(p = qtl__model_grow(m)))
+            return QTL_ERR_NOMEM;
+        w = layer_param(m, ly, "weight"); /* the array may have moved */
         snprintf(p->name, sizeof p->name, "%s.azp_adj", ly->prefix);
         p->kind = PK_BASE;
         p->dtype = QTL_DTYPE_I32;
