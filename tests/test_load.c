@@ -559,6 +559,92 @@ static void test_qwen_bias_and_norms(void **state)
     qtl_load_close(l);
 }
 
+/* With per-part scales, each sub-matrix of the fused per-rank parameter still
+ * dequantizes (with its own slot / rows of scales) to its projection's master
+ * weights, within the scheme's quantization error — for split and fused alike. */
+static void test_per_part_dequant(void **state)
+{
+    (void)state;
+    static const char *schemes[] = {"fp8", "ct-int8", "ct-nvfp4", "modelopt-nvfp4", "fp8-block", "ct-fp8-channel",
+                                    "ct-w4a16-asym", "ct-w8a16"};
+    for (size_t si = 0; si < sizeof schemes / sizeof schemes[0]; si++)
+        for (int arch = 0; arch < 2; arch++) {
+            const char *sc = schemes[si];
+            char d[512];
+            struct qtl_fixture_options o;
+            snprintf(d, sizeof d, "%s/ppdq-%s-%d", QTL_TEST_TMP, sc, arch);
+            fixture(d, sc, (enum qtl_fixture_arch)arch, QTL_SCALE_LAYOUT_PER_PART, &o, 2);
+            const uint32_t tp = 2, r = 1;
+            qtl_load_t *l = load(d, tp, r, QTL_OK);
+            char wn[128], sn[128];
+            int nv = strstr(sc, "nvfp4") != NULL, mo = !strncmp(sc, "modelopt", 8), pk = !strncmp(sc, "ct-w", 4);
+            snprintf(wn, sizeof wn, "model.layers.0.self_attn.qkv_proj.%s", (nv && !mo) || pk ? "weight_packed" : "weight");
+            snprintf(sn, sizeof sn, "model.layers.0.self_attn.qkv_proj.%s", !strcmp(sc, "fp8-block") ? "weight_scale_inv" : "weight_scale");
+            struct qtl_param_info w, s, g = {0}, z = {0};
+            param(l, wn, &w);
+            param(l, sn, &s);
+            if (nv)
+                param(l, mo ? "model.layers.0.self_attn.qkv_proj.weight_scale_2" : "model.layers.0.self_attn.qkv_proj.weight_global_scale", &g);
+            if (!strcmp(sc, "ct-w4a16-asym"))
+                param(l, "model.layers.0.self_attn.qkv_proj.weight_zero_point", &z);
+            const uint64_t D = 128, nh = 4, K = 1024;
+            const uint64_t rows[3] = {nh * D, D, D}, src0[3] = {r * nh * D, (r / 1) * D, (r / 1) * D};
+            static const char *parts[3] = {"q_proj", "k_proj", "v_proj"};
+            uint64_t row0 = 0;
+            for (int i = 0; i < 3; i++) {
+                uint64_t n = rows[i];
+                struct qtl_dequant_desc dd = {.rows = n, .cols = K, .weight_dtype = w.dtype, .scale_dtype = s.dtype};
+                uint64_t wrow = w.shape[1] * qtl_dtype_bits(w.dtype) / 8;
+                dd.weight = (const uint8_t *)w.data + row0 * wrow;
+                uint64_t ss = qtl_dtype_bits(s.dtype) / 8;
+                if (strstr(sc, "fp8") || !strcmp(sc, "ct-int8")) {
+                    dd.scheme = strstr(sc, "int8") ? QTL_SCHEME_INT8 : QTL_SCHEME_FP8;
+                    if (!strcmp(sc, "fp8-block")) {
+                        dd.granularity = QTL_SCALE_BLOCK, dd.block_rows = dd.block_cols = 128;
+                        dd.scale = (const uint8_t *)s.data + (row0 / 128) * s.shape[1] * ss;
+                    } else if (strstr(sc, "channel")) {
+                        dd.granularity = QTL_SCALE_CHANNEL;
+                        dd.scale = (const uint8_t *)s.data + row0 * ss;
+                    } else { /* per-tensor: slot i */
+                        dd.granularity = QTL_SCALE_TENSOR;
+                        dd.scale = (const float *)s.data + i;
+                    }
+                } else if (nv) {
+                    dd.scheme = mo ? QTL_SCHEME_NVFP4_MODELOPT : QTL_SCHEME_NVFP4_CT;
+                    dd.scale = (const uint8_t *)s.data + row0 * s.shape[1];
+                    dd.global_scale = ((const float *)g.data)[i];
+                } else {
+                    dd.scheme = QTL_SCHEME_PACKED_INT;
+                    dd.bits = !strcmp(sc, "ct-w8a16") ? 8 : 4;
+                    dd.granularity = QTL_SCALE_GROUP, dd.group_size = 128;
+                    dd.scale = (const uint8_t *)s.data + row0 * s.shape[1] * ss;
+                    if (z.data) {
+                        dd.zero_point = (const int32_t *)z.data + (row0 / 8) * z.shape[1];
+                        dd.zero_point_dtype = QTL_DTYPE_I32;
+                    }
+                }
+                float *out = malloc(n * K * 4), *mw = malloc((i ? 2 : 8) * D * K * 4);
+                char msg[256];
+                TU_EXPECT(qtl_dequant(&dd, 0, n, QTL_DTYPE_F32, out, n * K * 4, 1, 1, msg, sizeof msg), QTL_OK, msg);
+                assert_int_equal(qtl_fixture_master(&o, 0, parts[i], mw, (i ? 2 : 8) * D * K), QTL_OK);
+                double worst = 0, amax = 0;
+                for (uint64_t k = 0; k < n * K; k++) {
+                    double x = mw[src0[i] * K + k], e = fabs(out[k] - x);
+                    worst = e > worst ? e : worst;
+                    amax = fabs(x) > amax ? fabs(x) : amax;
+                }
+                /* the worst error stays a small fraction of the projection's range (a wrong slot or
+                 * row of scales gives errors of the order of the range itself) */
+                if (!(worst <= 0.2 * amax))
+                    fail_msg("%s arch %d: %s dequantizes with error %.3g against range %.3g", sc, arch, parts[i], worst, amax);
+                free(out);
+                free(mw);
+                row0 += n;
+            }
+            qtl_load_close(l);
+        }
+}
+
 int main(void)
 {
     tu_mkdir_p(QTL_TEST_TMP);
@@ -571,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_concat_every_kind),
         cmocka_unit_test(test_kv_cache_scales),
         cmocka_unit_test(test_qwen_bias_and_norms),
+        cmocka_unit_test(test_per_part_dequant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
