@@ -447,6 +447,8 @@ QTL_API size_t qtl_ckpt_tensor_count(const qtl_ckpt_t *ck);
 /*! qtl_ckpt_tensor_at() : describe tensor i, opening its shard if needed. */
 QTL_API int qtl_ckpt_tensor_at(qtl_ckpt_t *ck, size_t i, struct qtl_tensor_info *info);
 QTL_API int qtl_ckpt_tensor_find(const qtl_ckpt_t *ck, const char *name, size_t *i);
+/*! qtl_ckpt_tensor_name() : the name of tensor i (from the index; no shard is opened). */
+QTL_API int qtl_ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i, char *buf, size_t cap);
 /*! qtl_ckpt_tensor_shard() : shard index of tensor i. */
 QTL_API int qtl_ckpt_tensor_shard(const qtl_ckpt_t *ck, size_t i, size_t *shard);
 /* Reads, as the qtl_st_read* functions, on checkpoint tensor i. */
@@ -549,6 +551,11 @@ struct qtl_load_options {
     /* Called after each checkpoint tensor with the tensors done and total (may be NULL). */
     void (*progress)(void *ud, size_t done, size_t total);
     void *progress_ud;
+    /* Verification: 0 loads everything; 1 reads only per-tensor, global, channel
+     * and input scales (weights and group/block scales are planned and checked
+     * for dtype and shape, not read); 2 also reads group/block scales; 3 reads
+     * nothing (plan only). Unread parameters have data == NULL. */
+    int verify;
 };
 struct qtl_param_info {
     const char *name; /* vLLM's parameter name */
@@ -583,6 +590,10 @@ QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float 
 QTL_API int qtl_load_write(qtl_load_t *l, const char *path, const char *source);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
+/*! qtl_load_fail_id() : when qtl_load_open failed because the model cannot be
+ *  laid out at this tp, the finding ID (tp.heads, tp.kv-heads, tp.intermediate,
+ *  tp.vocab, tp.block, tp.group, tp.nvfp4, tp.pack); NULL otherwise. */
+QTL_API const char *qtl_load_fail_id(const qtl_load_t *l);
 QTL_API size_t qtl_load_param_count(const qtl_load_t *l);
 QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi);
 QTL_API size_t qtl_load_finding_count(const qtl_load_t *l);

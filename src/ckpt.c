@@ -562,6 +562,14 @@ int qtl_ckpt_tensor_find(const qtl_ckpt_t *ck, const char *name, size_t *i)
     return QTL_OK;
 }
 
+int qtl_ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i, char *buf, size_t cap)
+{
+    if (i >= ck->ntensors || !cap)
+        return QTL_ERR_INVALID_ARGUMENT;
+    snprintf(buf, cap, "%s", ck->tensors[i].name);
+    return QTL_OK;
+}
+
 int qtl_ckpt_tensor_shard(const qtl_ckpt_t *ck, size_t i, size_t *shard)
 {
     if (i >= ck->ntensors)

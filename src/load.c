@@ -31,6 +31,7 @@ struct qtl_load {
     size_t nallow;
     void (*progress)(void *, size_t, size_t);
     void *progress_ud;
+    int verify;
     uint64_t bytes_read;
     double seconds;
     int ran, processed;
@@ -39,6 +40,22 @@ struct qtl_load {
 };
 
 /* ---- findings ---- */
+
+static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
+                       const char *tensor, const char *msg);
+
+static int finding_sev(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
+                       const char *tensor, const char *fmt, ...) QTL_PRINTF(7, 8);
+static int finding_sev(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
+                       const char *tensor, const char *fmt, ...)
+{
+    char msg[QTL_MSG_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return add_finding(l, sev, code, id, file, tensor, msg);
+}
 
 static int finding(qtl_load_t *l, int code, const char *id, const char *file, const char *tensor, const char *fmt, ...)
     QTL_PRINTF(6, 7);
@@ -55,6 +72,12 @@ static int finding(qtl_load_t *l, int code, const char *id, const char *file, co
             sev = QTL_SEV_WARNING;
     if (code == QTL_OK)
         sev = QTL_SEV_WARNING;
+    return add_finding(l, sev, code, id, file, tensor, msg);
+}
+
+static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
+                       const char *tensor, const char *msg)
+{
     if (l->nf == l->fcap) {
         size_t nc = l->fcap ? l->fcap * 2 : 16;
         struct finding *n = realloc(l->f, nc * sizeof *n);
@@ -83,15 +106,17 @@ static int alloc_params(qtl_load_t *l)
         struct lparam *p = &l->m.params[i];
         uint64_t numel = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
         p->nbytes = numel * qtl_dtype_bits(p->dtype) / 8;
-        p->data = calloc(1, p->nbytes ? (size_t)p->nbytes : 1);
+        int bulk = !p->is_scale || p->kind == PK_GROUP || p->kind == PK_BLOCK || p->kind == PK_MODEL_WEIGHT;
+        int read = l->verify == 0 || (l->verify == 1 && !bulk) || (l->verify == 2 && p->is_scale);
+        p->data = read ? calloc(1, p->nbytes ? (size_t)p->nbytes : 1) : NULL;
         /* units of coverage: rows (slots) along dim 0, or the whole parameter */
         int whole = p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED || p->ndim == 0;
         p->nunits = whole ? 1 : p->shape[0];
         p->written = calloc(p->nunits ? (size_t)p->nunits : 1, sizeof *p->written);
-        if (!p->data || !p->written)
+        if ((read && !p->data) || !p->written)
             return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory for parameter '%s' (%llu bytes)", p->name,
                              (unsigned long long)p->nbytes);
-        if (p->fill_f32_min) /* vLLM pre-fills these scales with torch.finfo(float32).min */
+        if (p->fill_f32_min && p->data) /* vLLM pre-fills these scales with torch.finfo(float32).min */
             for (uint64_t k = 0; k < numel; k++)
                 memcpy(p->data + 4 * k, &(float){-FLT_MAX}, 4);
     }
@@ -164,6 +189,7 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
     l->nallow = o->nallow;
     l->progress = o->progress;
     l->progress_ud = o->progress_ud;
+    l->verify = o->verify;
     struct qtl_open_options oo = {o->allocator, 0};
     int pre;
     int rc0 = open_presharded(l, path, o, &pre);
@@ -298,6 +324,19 @@ static int copy_block(qtl_load_t *l, struct lparam *p, const struct src *s, uint
                        "%s: tensor '%s' gives %llu columns, parameter '%s' has %llu", s->ti.file, s->ti.name,
                        (unsigned long long)nc, p->name, (unsigned long long)pcols(p));
     uint64_t n = nr * nc, sbytes = n * qtl_dtype_bits(s->ti.dtype) / 8;
+    if (!p->data) { /* verification: planned and checked, not read */
+        int ok = s->ti.dtype == p->dtype || (is_float(s->ti.dtype) && is_float(p->dtype)) ||
+                 (is_int(s->ti.dtype) && is_int(p->dtype));
+        if (!ok)
+            return finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.dtype", s->ti.file, s->ti.name,
+                           "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
+                           qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
+        for (uint64_t u = mark0; u < mark0 + nmark && u < p->nunits; u++)
+            p->written[u]++;
+        if (!p->first_src[0])
+            snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
+        return QTL_OK;
+    }
     unsigned char *buf = malloc(sbytes ? (size_t)sbytes : 1);
     if (!buf)
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
@@ -337,14 +376,14 @@ static int copy_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
                        s->ti.file, s->ti.name, (unsigned long long)s->ti.numel, s->ti.ndim, p->name,
                        (unsigned long long)pn);
     unsigned char *before = NULL;
-    if (p->written[0]) {
+    if (p->written[0] && p->data) {
         before = malloc(p->nbytes ? (size_t)p->nbytes : 1);
         if (before)
             memcpy(before, p->data, (size_t)p->nbytes);
     }
     uint32_t prev = p->written[0];
     int rc = copy_block(l, p, s, 0, rows_of(&s->ti) * cols_of(&s->ti) / pcols(p), 0, pcols(p), 0, 0, p->nunits);
-    if (!rc && before && memcmp(before, p->data, (size_t)p->nbytes) != 0)
+    if (!rc && before && p->data && memcmp(before, p->data, (size_t)p->nbytes) != 0)
         p->differs = 1;
     free(before);
     if (p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED)
@@ -537,6 +576,8 @@ static void describe_units(const struct lparam *p, int want_zero, char *buf, siz
 
 static void check_values(qtl_load_t *l, struct lparam *p)
 {
+    if (!p->data)
+        return;
     uint64_t n = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->shape[0], per = pcols(p);
     uint64_t nan = 0, inf = 0, nonpos = 0;
     for (uint64_t k = 0; k < n; k++) {
@@ -585,7 +626,12 @@ static void final_checks(qtl_load_t *l)
             missing += p->written[u] == 0;
             twice += !whole && p->written[u] > 1;
         }
-        if (missing) {
+        if (missing && p->blocked) {
+            describe_units(p, 1, units, sizeof units);
+            finding_sev(l, QTL_SEV_INFO, QTL_OK, "consequence", NULL, NULL,
+                        "parameter '%s': %s unwritten because a shard it needs could not be read (see the shard finding)",
+                        p->name, units);
+        } else if (missing) {
             describe_units(p, 1, units, sizeof units);
             finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? "scale.unwritten" : "param.unwritten", NULL, NULL,
                     "parameter '%s': %s never written by any checkpoint tensor%s", p->name, units,
@@ -672,8 +718,20 @@ int qtl_load_run(qtl_load_t *l)
         size_t first = m;
         for (size_t i = 0; i < n; i++) {
             size_t s;
-            if (qtl_ckpt_tensor_shard(l->ck, i, &s) || s != sh || qtl_ckpt_tensor_at(l->ck, i, &srcs[m].ti))
+            if (qtl_ckpt_tensor_shard(l->ck, i, &s) || s != sh)
                 continue;
+            if (qtl_ckpt_tensor_at(l->ck, i, &srcs[m].ti)) {
+                /* its shard failed: what it would have written is a consequence, not a root */
+                char pname[256], tname[256];
+                int shard;
+                if (qtl_ckpt_tensor_name(l->ck, i, tname, sizeof tname) == QTL_OK &&
+                    qtl__model_map(&l->m, tname, pname, sizeof pname, &shard) != MAP_SKIP) {
+                    struct lparam *bp = find_param(l, pname);
+                    if (bp)
+                        bp->blocked = 1;
+                }
+                continue;
+            }
             srcs[m].index = i;
             m++;
         }
@@ -757,6 +815,7 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
 /* ---- accessors ---- */
 
 const char *qtl_load_errmsg(const qtl_load_t *l) { return l ? l->err.msg : "out of memory"; }
+const char *qtl_load_fail_id(const qtl_load_t *l) { return l && l->m.fail_id ? l->m.fail_id : NULL; }
 size_t qtl_load_param_count(const qtl_load_t *l) { return l->m.nparams; }
 size_t qtl_load_finding_count(const qtl_load_t *l) { return l->nf; }
 uint64_t qtl_load_bytes_read(const qtl_load_t *l) { return l->bytes_read; }

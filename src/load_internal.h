@@ -47,6 +47,7 @@ struct lparam {
     uint64_t nunits;
     char first_src[192]; /* first checkpoint tensor written into it */
     int differs;         /* whole-overwrite params: a later write changed the value */
+    int blocked;         /* a tensor meant for it lives in a shard that could not be read */
 };
 
 struct lmodel {
@@ -60,6 +61,7 @@ struct lmodel {
     size_t nlayers, lcap;
     struct lparam *params;
     size_t nparams, cap;
+    const char *fail_id; /* finding ID of a layout failure (tp.heads, tp.block, ...) */
 };
 
 #define SHARD_NONE (-1)

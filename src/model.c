@@ -140,6 +140,8 @@ static int layer_params(struct lmodel *m, int li)
     return QTL_OK;
 }
 
+static int partition_checks(struct lmodel *m, const struct llayer *l);
+
 static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, const uint64_t *full, int L,
                      uint64_t in_full, const char *const *parts, size_t nparts)
 {
@@ -167,16 +169,67 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
     if (rc)
         return qtl__fail(m->err, rc, "%s", qtl_config_errmsg(m->cfg));
     m->nlayers++;
+    if (!partition_checks(m, l))
+        return m->err->code;
     return layer_params(m, (int)m->nlayers - 1);
 }
 
-static int divides(struct lmodel *m, const char *what, uint64_t a, uint64_t b)
+static int divides(struct lmodel *m, const char *id, const char *what, uint64_t a, uint64_t b)
 {
     if (b && a % b == 0)
         return 1;
+    m->fail_id = id;
     qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "tp=%u: %s (%llu) is not divisible by %llu", m->tp, what,
               (unsigned long long)a, (unsigned long long)b);
     return 0;
+}
+
+/* The per-rank partitions against the scheme's granularity, as vLLM's
+ * create_weights / validate_fp8_block_shape assert (§7). */
+static int partition_checks(struct lmodel *m, const struct llayer *l)
+{
+    const struct qtl_layer_quant *q = &l->q;
+    char what[256];
+    if (m->tp == 1)
+        return 1;
+    switch (q->scheme) {
+    case QTL_LS_FP8_BLOCK:
+    case QTL_LS_CT_FP8_BLOCK:
+        for (int i = 0; i < l->L && l->kind != LK_ROW; i++) {
+            snprintf(what, sizeof what, "%s: output partition %d (%llu rows per rank) over the FP8 block", l->prefix, i,
+                     (unsigned long long)l->part[i]);
+            if (!divides(m, "tp.block", what, l->part[i], q->block[0]))
+                return 0;
+        }
+        snprintf(what, sizeof what, "%s: %llu input columns per rank over the FP8 block", l->prefix,
+                 (unsigned long long)l->in_pp);
+        return l->kind != LK_ROW || divides(m, "tp.block", what, l->in_pp, q->block[1]);
+    case QTL_LS_CT_NVFP4:
+    case QTL_LS_CT_NVFP4_A16:
+    case QTL_LS_MODELOPT_NVFP4:
+    case QTL_LS_MODELOPT_W4A16_NVFP4:
+        snprintf(what, sizeof what, "%s: %llu input columns per rank over the NVFP4 group of 16", l->prefix,
+                 (unsigned long long)l->in_pp);
+        return divides(m, "tp.nvfp4", what, l->in_pp, 16);
+    case QTL_LS_CT_WNA16: {
+        uint32_t pack = 32 / q->bits;
+        int partition = !(q->actorder || (q->group_size == 0 && l->kind == LK_ROW));
+        if (partition && q->group_size && l->kind == LK_ROW) {
+            snprintf(what, sizeof what, "%s: %llu input columns per rank over group_size", l->prefix,
+                     (unsigned long long)l->in_pp);
+            if (!divides(m, "tp.group", what, l->in_pp, q->group_size))
+                return 0;
+        }
+        for (int i = 0; i < l->L && !q->symmetric; i++) {
+            snprintf(what, sizeof what, "%s: output partition %d (%llu rows) over the zero-point pack factor",
+                     l->prefix, i, (unsigned long long)l->part[i]);
+            if (!divides(m, "tp.pack", what, l->part[i], pack))
+                return 0;
+        }
+        return 1;
+    }
+    default: return 1;
+    }
 }
 
 int qtl__model_build(struct lmodel *m)
@@ -184,22 +237,23 @@ int qtl__model_build(struct lmodel *m)
     const struct qtl_model_shape *s = &m->shape;
     uint32_t tp = m->tp;
     uint64_t H = s->heads, Hkv = s->kv_heads, D = s->head_dim;
-    if (!divides(m, "num_attention_heads", H, tp) || !divides(m, "intermediate_size", s->intermediate, tp))
+    if (!divides(m, "tp.heads", "num_attention_heads", H, tp) ||
+        !divides(m, "tp.intermediate", "intermediate_size", s->intermediate, tp))
         return m->err->code;
     if (tp >= Hkv) {
-        if (!divides(m, "tp over num_key_value_heads", tp, Hkv))
+        if (!divides(m, "tp.kv-heads", "tp over num_key_value_heads", tp, Hkv))
             return m->err->code;
         m->nkv = 1;
         m->replicas = (uint32_t)(tp / Hkv);
     } else {
-        if (!divides(m, "num_key_value_heads", Hkv, tp))
+        if (!divides(m, "tp.kv-heads", "num_key_value_heads", Hkv, tp))
             return m->err->code;
         m->nkv = (uint32_t)(Hkv / tp);
         m->replicas = 1;
     }
     m->nh = (uint32_t)(H / tp);
     uint64_t vp = ceil_div(s->vocab, 64) * 64;
-    if (!divides(m, "padded vocab", vp, tp))
+    if (!divides(m, "tp.vocab", "padded vocab", vp, tp))
         return m->err->code;
     m->vocab_pp = vp / tp;
     struct lparam *p = new_param(m, "model.embed_tokens.weight", "", PK_VOCAB, s->params_dtype, 2, m->vocab_pp,

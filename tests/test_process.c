@@ -21,7 +21,7 @@ static void fixture(const char *dir, const char *scheme, enum qtl_fixture_arch a
 
 static qtl_load_t *load(const char *dir, uint32_t tp, uint32_t rank, int process)
 {
-    struct qtl_load_options lo = {tp, rank, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL};
+    struct qtl_load_options lo = {tp, rank, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
     qtl_load_t *l = NULL;
     TU_EXPECT(qtl_load_open(dir, &lo, &l), QTL_OK, qtl_load_errmsg(l));
     TU_EXPECT(qtl_load_run(l), QTL_OK, qtl_load_errmsg(l));
@@ -209,7 +209,7 @@ static void test_round_trip(void **state)
             qtl_load_close(rl);
         }
         /* another tp is refused */
-        struct qtl_load_options o4 = {4, 0, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL};
+        struct qtl_load_options o4 = {4, 0, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
         qtl_load_t *l;
         assert_int_equal(qtl_load_open(out, &o4, &l), QTL_ERR_INVALID_ARGUMENT);
         assert_non_null(strstr(qtl_load_errmsg(l), "tp=2"));

@@ -97,7 +97,7 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
     static uint32_t rank_shown;
     rank_shown = r;
     struct qtl_load_options o = {(uint32_t)a->tp, r, a->dtype, a->allow, a->nallow, NULL,
-                                 isatty(2) ? show_progress : NULL, &rank_shown};
+                                 isatty(2) ? show_progress : NULL, &rank_shown, 0};
     qtl_load_t *l = NULL;
     int rc = qtl_load_open(a->ckpt, &o, &l);
     if (rc) {
