@@ -18,6 +18,7 @@ int cmd_fixture(int argc, char **argv);
 int cmd_dequant(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Print "qtl <cmd>: message" to stderr and return CLI_USAGE. */

@@ -13,6 +13,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors, metadata and findings of a file or checkpoint"},
+    {"verify", cmd_verify, "pre-flight report: every file, config, scale and tp rule, headers and scales only"},
     {"load", cmd_load, "load each tensor-parallel rank as vLLM does and report findings"},
     {"shard", cmd_shard, "write one safetensors file per rank with vLLM's per-rank parameters"},
     {"dequant", cmd_dequant, "dequantize one weight of a checkpoint to f32/bf16 safetensors"},

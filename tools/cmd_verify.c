@@ -1,0 +1,332 @@
+/* qtl verify CKPT [--tp T | --tp-all] [--deep] [--json] [--strict] [--allow ID]...
+ * A pre-flight report: the loader's plan for every tp, reading only headers and
+ * scale tensors (plus group/block scales with --deep). */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct vfinding {
+    enum qtl_severity sev;
+    char id[32];
+    char *message;
+};
+
+struct report {
+    struct vfinding *f;
+    size_t n, cap;
+};
+
+static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < r->n; i++) /* the same finding from several passes once */
+        if (!strcmp(r->f[i].id, id) && !strcmp(r->f[i].message, msg))
+            return;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 32;
+        struct vfinding *n = realloc(r->f, nc * sizeof *n);
+        if (!n)
+            return;
+        r->f = n;
+        r->cap = nc;
+    }
+    r->f[r->n].sev = sev;
+    snprintf(r->f[r->n].id, sizeof r->f[r->n].id, "%s", id);
+    r->f[r->n].message = strdup(msg);
+    r->n++;
+}
+
+static const char *sev_name(enum qtl_severity s)
+{
+    return s == QTL_SEV_ERROR ? "error" : s == QTL_SEV_WARNING ? "warning" : "info";
+}
+
+static const char *method_name(enum qtl_quant_method m)
+{
+    return m == QTL_QM_CT ? "compressed-tensors" : m == QTL_QM_FP8 ? "fp8" : m == QTL_QM_MODELOPT ? "modelopt" : "none";
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* Checks on the scale values read at tp=1. */
+static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl_model_shape *sh)
+{
+    for (size_t i = 0; i < qtl_load_param_count(l); i++) {
+        struct qtl_param_info pi;
+        qtl_load_param_at(l, i, &pi);
+        if (!pi.data || pi.dtype != QTL_DTYPE_F32 || pi.ndim != 1)
+            continue;
+        const float *v = pi.data;
+        int ct_global = ends_with(pi.name, "weight_global_scale") || ends_with(pi.name, "input_global_scale");
+        int mo_scale2 = ends_with(pi.name, "weight_scale_2");
+        for (uint64_t k = 0; k < pi.shape[0]; k++) {
+            /* CT global scales multiply (448*6/amax: large); ModelOpt's divide (amax/2688: small) */
+            if (ct_global && v[k] > 0 && v[k] < 1.0f)
+                add(r, QTL_SEV_ERROR, "scale.convention",
+                    "%s = %g: a compressed-tensors global scale is 448*6/amax (large); this looks like ModelOpt's "
+                    "reciprocal convention (amax/2688)", pi.name, (double)v[k]);
+            if (mo_scale2 && v[k] > 1.0f)
+                add(r, QTL_SEV_ERROR, "scale.convention",
+                    "%s = %g: a ModelOpt weight_scale_2 is amax/2688 (small); this looks like the compressed-tensors "
+                    "reciprocal convention", pi.name, (double)v[k]);
+        }
+        if (strcmp(pi.kind, "PerTensorScaleParameter") || pi.shape[0] < 2)
+            continue;
+        float mx = v[0], mn = v[0];
+        for (uint64_t k = 1; k < pi.shape[0]; k++)
+            mx = v[k] > mx ? v[k] : mx, mn = v[k] < mn ? v[k] : mn;
+        if (mx == mn || !(mn > 0))
+            continue;
+        /* share of the fused rows whose slot is below the max (they lose precision) */
+        double rows[3], tot = 0, lose = 0;
+        int qkv = strstr(pi.name, "qkv_proj") != NULL;
+        for (uint64_t k = 0; k < pi.shape[0] && k < 3; k++) {
+            rows[k] = qkv ? (k ? (double)sh->kv_heads * sh->head_dim : (double)sh->heads * sh->head_dim) : 1.0;
+            tot += rows[k];
+            lose += v[k] < mx ? rows[k] : 0;
+        }
+        add(r, QTL_SEV_WARNING, "scale.slots-differ",
+            "%s: per-part scales differ (max/min = %.4g); vLLM reduces them with max, so %.0f%% of the fused rows are "
+            "requantized or rescaled to a coarser scale", pi.name, (double)(mx / mn), 100.0 * lose / tot);
+    }
+}
+
+static void name_checks(struct report *r, qtl_ckpt_t *ck)
+{
+    static const struct {
+        const char *fused, *split;
+    } pairs[] = {{".self_attn.qkv_proj.", ".self_attn.q_proj."}, {".mlp.gate_up_proj.", ".mlp.gate_proj."}};
+    size_t n = qtl_ckpt_tensor_count(ck);
+    char name[512];
+    for (size_t p = 0; p < 2; p++) {
+        char fused_layer[512] = "";
+        for (size_t i = 0; i < n && !fused_layer[0]; i++) {
+            qtl_ckpt_tensor_name(ck, i, name, sizeof name);
+            char *hit = strstr(name, pairs[p].fused);
+            if (hit)
+                snprintf(fused_layer, sizeof fused_layer, "%.*s", (int)(hit - name), name);
+        }
+        for (size_t i = 0; i < n && fused_layer[0]; i++) {
+            qtl_ckpt_tensor_name(ck, i, name, sizeof name);
+            char *hit = strstr(name, pairs[p].split);
+            if (hit && (size_t)(hit - name) == strlen(fused_layer) && !strncmp(name, fused_layer, strlen(fused_layer))) {
+                add(r, QTL_SEV_ERROR, "name.fused-and-split",
+                    "%s: both the fused (%s*) and the split (%s*) copies of the layer are present", fused_layer,
+                    pairs[p].fused + 1, pairs[p].split + 1);
+                break;
+            }
+        }
+    }
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    const char *ckpt = NULL, *allow[64];
+    size_t nallow = 0;
+    unsigned long long tp = 0;
+    int json = 0, deep = 0, strict = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--tp") && i + 1 < argc) {
+            if (cli_parse_u64(argv[++i], &tp) || !tp || tp > 4096)
+                return cli_usage_error("verify", "--tp takes 1..4096");
+        } else if (!strcmp(a, "--tp-all"))
+            tp = 0;
+        else if (!strcmp(a, "--deep"))
+            deep = 1;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--strict"))
+            strict = 1;
+        else if (!strcmp(a, "--allow") && i + 1 < argc) {
+            if (nallow == 64)
+                return cli_usage_error("verify", "too many --allow");
+            allow[nallow++] = argv[++i];
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: qtl verify CKPT [--tp T | --tp-all] [--deep] [--json] [--strict] [--allow ID]...\n"
+                   "  Checks a checkpoint before it reaches a GPU: every file rule, the quantization config\n"
+                   "  against the tensors, every scale the loader will use (values: per-tensor, global,\n"
+                   "  channel and input scales; --deep also scans group/block scales), names no parameter\n"
+                   "  takes, and each tensor-parallel size (default: every power of two up to 64).\n"
+                   "  Reads headers and scale tensors only. Exit: 0 clean or warnings, 1 errors (--strict:\n"
+                   "  warnings too), 2 usage or unreadable CKPT. JSON schema: docs/verify-json.md.\n");
+            return CLI_OK;
+        } else if (a[0] == '-' && a[1])
+            return cli_usage_error("verify", "unknown option '%s'", a);
+        else if (!ckpt)
+            ckpt = a;
+        else
+            return cli_usage_error("verify", "unexpected argument '%s'", a);
+    }
+    if (!ckpt)
+        return cli_usage_error("verify", "missing CKPT (see qtl verify --help)");
+    double t0 = cli_now();
+    qtl_ckpt_t *ck = NULL;
+    if (qtl_ckpt_open(ckpt, NULL, &ck) != QTL_OK) {
+        fprintf(stderr, "qtl verify: %s\n", qtl_ckpt_errmsg(ck));
+        qtl_ckpt_close(ck);
+        return CLI_USAGE;
+    }
+    struct report r = {0};
+    qtl_config_t *cfg = NULL;
+    char source[64] = "";
+    int have_cfg = qtl_config_open(qtl_ckpt_dir(ck), NULL, QTL_DTYPE_COUNT, &cfg) == QTL_OK;
+    if (!have_cfg)
+        add(&r, QTL_SEV_ERROR, "config.invalid", "%s", qtl_config_errmsg(cfg));
+    enum qtl_quant_method method = have_cfg ? qtl_config_method(cfg) : QTL_QM_NONE;
+    struct qtl_model_shape shape = {0};
+    if (have_cfg) {
+        shape = *qtl_config_shape(cfg);
+        char hfq[4200];
+        snprintf(hfq, sizeof hfq, "%s/hf_quant_config.json", qtl_ckpt_dir(ck));
+        snprintf(source, sizeof source, "%s",
+                 method == QTL_QM_MODELOPT && access(hfq, R_OK) == 0 ? "config.json + hf_quant_config.json" : "config.json");
+    }
+    name_checks(&r, ck);
+    /* tp = 1: the whole checkpoint, scales read */
+    uint64_t bytes = 0;
+    size_t counts[QTL_LS_COUNT] = {0};
+    if (have_cfg) {
+        struct qtl_load_options o = {1, 0, QTL_DTYPE_COUNT, allow, nallow, NULL, NULL, NULL, deep ? 2 : 1};
+        qtl_load_t *l = NULL;
+        if (qtl_load_open(ckpt, &o, &l) != QTL_OK) {
+            const char *id = qtl_load_fail_id(l);
+            add(&r, QTL_SEV_ERROR, id ? id : "load.open", "%s", qtl_load_errmsg(l));
+        } else {
+            qtl_load_run(l);
+            for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+                struct qtl_diag d;
+                qtl_load_finding_at(l, i, &d);
+                add(&r, d.severity, d.id, "%s", d.message);
+            }
+            scale_checks(&r, l, &shape);
+            bytes += qtl_load_bytes_read(l);
+        }
+        qtl_load_close(l);
+        for (uint32_t li = 0; li < shape.layers; li++) {
+            static const char *mods[4] = {"self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"};
+            for (int k = 0; k < 4; k++) {
+                char pre[160], a[160], b[160], c[160];
+                snprintf(pre, sizeof pre, "model.layers.%u.%s", li, mods[k]);
+                snprintf(a, sizeof a, "model.layers.%u.%s", li, k == 0 ? "self_attn.q_proj" : "mlp.gate_proj");
+                snprintf(b, sizeof b, "model.layers.%u.%s", li, k == 0 ? "self_attn.k_proj" : "mlp.up_proj");
+                snprintf(c, sizeof c, "model.layers.%u.self_attn.v_proj", li);
+                const char *const parts[3] = {a, b, c};
+                int fused = (k == 0 || k == 2) && shape.arch != QTL_ARCH_PHI3;
+                struct qtl_layer_quant q;
+                if (qtl_config_layer_quant(cfg, pre, fused ? parts : NULL, fused ? (k == 0 ? 3 : 2) : 0, &q) == QTL_OK)
+                    counts[q.scheme]++;
+            }
+        }
+    }
+    /* every tp: plan only */
+    uint32_t tps[8], ntp = 0, largest = 0;
+    if (tp)
+        tps[ntp++] = (uint32_t)tp;
+    else
+        for (uint32_t t = 1; t <= 64; t *= 2)
+            tps[ntp++] = t;
+    int tp_ok[8] = {0};
+    char tp_why[8][32];
+    for (uint32_t k = 0; k < ntp && have_cfg; k++) {
+        struct qtl_load_options o = {tps[k], 0, QTL_DTYPE_COUNT, allow, nallow, NULL, NULL, NULL, 3};
+        qtl_load_t *l = NULL;
+        enum qtl_severity sev = tp ? QTL_SEV_ERROR : QTL_SEV_INFO; /* a size not asked for only informs */
+        snprintf(tp_why[k], sizeof tp_why[k], "ok");
+        if (qtl_load_open(ckpt, &o, &l) != QTL_OK) {
+            const char *id = qtl_load_fail_id(l);
+            snprintf(tp_why[k], sizeof tp_why[k], "%s", id ? id : "load.open");
+            add(&r, sev, id ? id : "load.open", "%s", qtl_load_errmsg(l));
+        } else if (qtl_load_run(l) != QTL_OK) {
+            for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+                struct qtl_diag d;
+                qtl_load_finding_at(l, i, &d);
+                if (d.severity == QTL_SEV_ERROR && !strncmp(d.id, "tensor.shape", 12)) {
+                    snprintf(tp_why[k], sizeof tp_why[k], "%s", d.id);
+                    add(&r, sev, d.id, "tp=%u: %s", tps[k], d.message);
+                }
+            }
+            tp_ok[k] = !strcmp(tp_why[k], "ok");
+        } else {
+            tp_ok[k] = 1;
+        }
+        if (tp_ok[k] && tps[k] > largest)
+            largest = tps[k];
+        qtl_load_close(l);
+    }
+    double secs = cli_now() - t0;
+    for (size_t i = 0; i < qtl_ckpt_shard_count(ck); i++) {
+        qtl_st_t *st;
+        if (qtl_ckpt_shard(ck, i, &st) == QTL_OK)
+            bytes += 8 + qtl_st_header_size(st);
+    }
+    size_t nerr = 0, nwarn = 0;
+    for (size_t i = 0; i < r.n; i++)
+        nerr += r.f[i].sev == QTL_SEV_ERROR, nwarn += r.f[i].sev == QTL_SEV_WARNING;
+    const char *verdict = nerr ? "errors" : nwarn ? "warnings" : "ok";
+    if (json) {
+        printf("{\n  \"schema\": \"qtl.verify/1\",\n  \"checkpoint\": \"%s\",\n  \"quantization\": {\"method\": \"%s\", "
+               "\"source\": \"%s\", \"layers\": {",
+               ckpt, method_name(method), source);
+        int first = 1;
+        for (int s = 0; s < QTL_LS_COUNT; s++)
+            if (counts[s]) {
+                printf("%s\"%s\": %zu", first ? "" : ", ", qtl_layer_scheme_name((enum qtl_layer_scheme)s), counts[s]);
+                first = 0;
+            }
+        printf("}},\n  \"tp\": [");
+        for (uint32_t k = 0; k < ntp; k++)
+            printf("%s{\"tp\": %u, \"loads\": %s, \"reason\": \"%s\"}", k ? ", " : "", tps[k], tp_ok[k] ? "true" : "false",
+                   tp_why[k]);
+        printf("],\n  \"largest_tp\": %u,\n  \"findings\": [", largest);
+        for (size_t i = 0; i < r.n; i++) {
+            printf("%s\n    {\"severity\": \"%s\", \"id\": \"%s\", \"message\": \"", i ? "," : "", sev_name(r.f[i].sev),
+                   r.f[i].id);
+            for (const char *p = r.f[i].message; *p; p++)
+                printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
+            printf("\"}");
+        }
+        printf("\n  ],\n  \"bytes_read\": %llu,\n  \"seconds\": %.6f,\n  \"verdict\": \"%s\"\n}\n",
+               (unsigned long long)bytes, secs, verdict);
+    } else {
+        int color = isatty(1);
+        printf("checkpoint %s: %s quantization (%s)\n", ckpt, method_name(method), source[0] ? source : "no config");
+        for (int s = 0; s < QTL_LS_COUNT; s++)
+            if (counts[s])
+                printf("  %zu linear layer(s): %s\n", counts[s], qtl_layer_scheme_name((enum qtl_layer_scheme)s));
+        printf("tensor parallel:");
+        for (uint32_t k = 0; k < ntp; k++)
+            printf(" %u:%s", tps[k], tp_ok[k] ? "ok" : tp_why[k]);
+        printf("; largest tp that loads: %u\n", largest);
+        for (int sev = QTL_SEV_ERROR; sev >= QTL_SEV_INFO; sev--)
+            for (size_t i = 0; i < r.n; i++)
+                if ((int)r.f[i].sev == sev)
+                    printf("%s%s%s [%s]: %s\n", color ? (sev == QTL_SEV_ERROR ? "\033[31m" : sev == QTL_SEV_WARNING ? "\033[33m" : "") : "",
+                           sev_name(r.f[i].sev), color ? "\033[0m" : "", r.f[i].id, r.f[i].message);
+        printf("read %.2f MB (headers and scales) in %.3f s\n", (double)bytes / 1e6, secs);
+        printf("verdict: %s (%zu error(s), %zu warning(s))\n", verdict, nerr, nwarn);
+    }
+    for (size_t i = 0; i < r.n; i++)
+        free(r.f[i].message);
+    free(r.f);
+    qtl_config_close(cfg);
+    qtl_ckpt_close(ck);
+    return nerr || (strict && nwarn) ? CLI_FINDINGS : CLI_OK;
+}
