@@ -620,6 +620,8 @@ struct qtl_fixture_options {
     uint64_t seed;
     enum qtl_scale_layout scale_layout;
     int progress; /* report progress on stderr when it is a terminal */
+    /* A real-world failure to build in (qtl_fixture_break_name(i)); NULL: none. */
+    const char *break_id;
 };
 /*! qtl_fixture_defaults() : layers 2, hidden 1024, heads 8, kv heads 2, head dim
  *  128, intermediate 2048, vocab 1024, 2 shards, seed 0, llama, bf16. */
@@ -627,6 +629,9 @@ QTL_API void qtl_fixture_defaults(struct qtl_fixture_options *o);
 /*! qtl_fixture_scheme_name() / _help() : the i-th scheme, NULL past the end. */
 QTL_API const char *qtl_fixture_scheme_name(size_t i);
 QTL_API const char *qtl_fixture_scheme_help(size_t i);
+/*! qtl_fixture_break_name() / _help() : the i-th failure --break can build in. */
+QTL_API const char *qtl_fixture_break_name(size_t i);
+QTL_API const char *qtl_fixture_break_help(size_t i);
 /*! qtl_fixture_write() : write the checkpoint into `dir` (created if needed).
  *  Tensors are produced while writing, one stored module in memory at a time. */
 QTL_API int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t msg_cap);

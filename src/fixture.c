@@ -875,7 +875,234 @@ static int write_configs(const struct gen *g, const char *dir, char *msg, size_t
     return rc;
 }
 
+/* ---- built-in failures (qtl fixture --break) ---- */
+
+static const struct {
+    const char *id, *help;
+} breaks[] = {
+    {"scale.unwritten", "drop a scale of layer 0's first attention module (input scale first)"},
+    {"tensor.unmapped", "add lm_head.input_scale, which no parameter takes (vLLM #45102)"},
+    {"scale.nan", "a NaN in a per-tensor, global or channel weight scale"},
+    {"scale.nonpositive", "a zero per-tensor, global or channel weight scale"},
+    {"shard-invalid", "replace the second shard with a git-lfs pointer"},
+    {"truncated", "cut the second shard in half (a truncated download)"},
+    {"shard-missing", "delete the second shard"},
+    {"tensor.dtype", "store a weight scale with an integer dtype of the same size"},
+    {"tp.group", "WNA16: intermediate 768, so down_proj's K/tp is not a multiple of 128 at tp=4"},
+    {"tp.block", "block FP8: intermediate 1536, so gate_up's rows per rank miss the 128 block at tp=8"},
+    {"scale.convention", "NVFP4: a global scale stored in the other convention (its reciprocal)"},
+    {"scale.slots-differ", "NVFP4, split on disk: per-part global scales (q/k/v and gate/up differ)"},
+};
+#define NBREAKS (sizeof breaks / sizeof breaks[0])
+
+const char *qtl_fixture_break_name(size_t i) { return i < NBREAKS ? breaks[i].id : NULL; }
+const char *qtl_fixture_break_help(size_t i) { return i < NBREAKS ? breaks[i].help : NULL; }
+
+enum edit { ED_DROP, ED_NAN, ED_ZERO, ED_RECIP, ED_RETYPE };
+
+static int shard_path(const struct qtl_fixture_options *o, const char *dir, uint32_t k, char *buf, size_t cap)
+{
+    if (o->shards == 1)
+        return snprintf(buf, cap, "%s/model.safetensors", dir), 0;
+    return snprintf(buf, cap, "%s/model-%05u-of-%05u.safetensors", dir, k + 1, o->shards), 0;
+}
+
+/* Rewrite the shard holding `name` with one edit; returns 0 when done. */
+static int edit_tensor(const struct qtl_fixture_options *o, const char *dir, const char *name, enum edit ed,
+                       char *msg, size_t cap)
+{
+    for (uint32_t k = 0; k < o->shards; k++) {
+        char path[4200];
+        shard_path(o, dir, k, path, sizeof path);
+        qtl_st_t *st = NULL;
+        size_t idx;
+        if (qtl_st_open_file(path, NULL, &st) != QTL_OK || qtl_st_tensor_find(st, name, &idx) != QTL_OK) {
+            qtl_st_close(st);
+            continue;
+        }
+        size_t n = qtl_st_tensor_count(st);
+        void **bufs = calloc(n, sizeof *bufs);
+        qtl_st_writer_t *w = NULL;
+        int rc = bufs ? qtl_st_writer_new(NULL, &w) : QTL_ERR_NOMEM;
+        rc = rc ? rc : qtl_st_writer_set_metadata(w, "format", "pt");
+        for (size_t i = 0; i < n && !rc; i++) {
+            struct qtl_tensor_info ti;
+            qtl_st_tensor_at(st, i, &ti);
+            bufs[i] = malloc(ti.nbytes + 8);
+            if (!bufs[i] || qtl_st_read_tensor(st, i, bufs[i], (size_t)ti.nbytes)) {
+                rc = QTL_ERR_IO;
+                break;
+            }
+            enum qtl_dtype dt = ti.dtype;
+            if (i == idx) {
+                unsigned char *b = bufs[i];
+                if (ed == ED_DROP)
+                    continue;
+                if (ed == ED_RETYPE)
+                    dt = dt == QTL_DTYPE_F32 ? QTL_DTYPE_I32 : dt == QTL_DTYPE_BF16 ? QTL_DTYPE_I16 : QTL_DTYPE_U8;
+                float v;
+                if ((ed == ED_NAN || ed == ED_ZERO || ed == ED_RECIP) && qtl_to_f32(ti.dtype, b, 1, &v) == QTL_OK) {
+                    v = ed == ED_NAN ? NAN : ed == ED_ZERO ? 0.0f : 1.0f / v;
+                    if (ti.dtype == QTL_DTYPE_F32)
+                        memcpy(b, &v, 4);
+                    else if (ti.dtype == QTL_DTYPE_BF16) {
+                        uint16_t h = qtl_f32_to_bf16(v);
+                        memcpy(b, &h, 2);
+                    } else if (ti.dtype == QTL_DTYPE_F8_E4M3)
+                        b[0] = ed == ED_NAN ? 0x7F : 0x00;
+                }
+            }
+            rc = qtl_st_writer_add(w, ti.name, dt, ti.ndim, ti.shape, bufs[i], ti.nbytes);
+        }
+        qtl_st_close(st);
+        if (!rc)
+            rc = qtl_st_writer_write_file(w, path);
+        if (rc)
+            snprintf(msg, cap, "--break: rewriting %s failed", path);
+        qtl_st_writer_free(w);
+        for (size_t i = 0; bufs && i < n; i++)
+            free(bufs[i]);
+        free(bufs);
+        return rc;
+    }
+    snprintf(msg, cap, "--break: no tensor '%s' in this fixture", name);
+    return QTL_ERR_INVALID_ARGUMENT;
+}
+
+/* The first existing "<module>.<suffix>" among the suffixes. */
+static int pick(const struct qtl_fixture_options *o, const char *dir, const char *const *suffixes, char *out, size_t cap)
+{
+    const char *module = o->arch == QTL_FIXTURE_PHI3 ? "model.layers.0.self_attn.qkv_proj" : "model.layers.0.self_attn.k_proj";
+    qtl_ckpt_t *ck = NULL;
+    int found = 0;
+    if (qtl_ckpt_open(dir, NULL, &ck) == QTL_OK)
+        for (size_t i = 0; suffixes[i] && !found; i++) {
+            size_t idx;
+            snprintf(out, cap, "%s.%s", module, suffixes[i]);
+            found = qtl_ckpt_tensor_find(ck, out, &idx) == QTL_OK;
+        }
+    qtl_ckpt_close(ck);
+    return found;
+}
+
+static int rewrite_index(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t cap);
+
+static int apply_break(const struct qtl_fixture_options *o, const struct fx_scheme *s, const char *dir, char *msg,
+                       size_t cap)
+{
+    const char *b = o->break_id;
+    char name[256], path[4200];
+    static const char *const scales_in[] = {"input_global_scale", "input_scale", "weight_global_scale", "weight_scale_2",
+                                            "weight_scale", NULL};
+    static const char *const scales_w[] = {"weight_global_scale", "weight_scale_2", "weight_scale", NULL};
+    int rc;
+    if (!strcmp(b, "scale.unwritten")) {
+        if (!pick(o, dir, scales_in, name, sizeof name))
+            goto not_applicable;
+        if ((rc = edit_tensor(o, dir, name, ED_DROP, msg, cap)))
+            return rc;
+        return rewrite_index(o, dir, msg, cap);
+    }
+    if (!strcmp(b, "scale.nan") || !strcmp(b, "scale.nonpositive") || !strcmp(b, "tensor.dtype")) {
+        if (!pick(o, dir, scales_w, name, sizeof name) || s->w == W_PACK || s->w == W_FP8_BLOCK)
+            goto not_applicable; /* group / block scales are read only by verify --deep */
+        return edit_tensor(o, dir, name, !strcmp(b, "scale.nan") ? ED_NAN : !strcmp(b, "tensor.dtype") ? ED_RETYPE : ED_ZERO,
+                           msg, cap);
+    }
+    if (!strcmp(b, "scale.convention")) {
+        static const char *const g[] = {"weight_global_scale", "weight_scale_2", NULL};
+        if (s->w != W_NVFP4 || !pick(o, dir, g, name, sizeof name))
+            goto not_applicable;
+        return edit_tensor(o, dir, name, ED_RECIP, msg, cap);
+    }
+    if (!strcmp(b, "tensor.unmapped")) {
+        static const float one = 1.0f;
+        static const uint64_t shape1 = 1;
+        shard_path(o, dir, o->shards - 1, path, sizeof path);
+        qtl_st_t *st = NULL;
+        if (qtl_st_open_file(path, NULL, &st) != QTL_OK) {
+            qtl_st_close(st);
+            return QTL_ERR_IO;
+        }
+        size_t n = qtl_st_tensor_count(st);
+        void **bufs = calloc(n + 1, sizeof *bufs);
+        qtl_st_writer_t *w = NULL;
+        rc = bufs ? qtl_st_writer_new(NULL, &w) : QTL_ERR_NOMEM;
+        rc = rc ? rc : qtl_st_writer_set_metadata(w, "format", "pt");
+        for (size_t i = 0; i < n && !rc; i++) {
+            struct qtl_tensor_info ti;
+            qtl_st_tensor_at(st, i, &ti);
+            bufs[i] = malloc(ti.nbytes + 8);
+            rc = bufs[i] ? qtl_st_read_tensor(st, i, bufs[i], (size_t)ti.nbytes) : QTL_ERR_NOMEM;
+            rc = rc ? rc : qtl_st_writer_add(w, ti.name, ti.dtype, ti.ndim, ti.shape, bufs[i], ti.nbytes);
+        }
+        rc = rc ? rc : qtl_st_writer_add(w, "lm_head.input_scale", QTL_DTYPE_F32, 1, &shape1, &one, 4);
+        qtl_st_close(st);
+        rc = rc ? rc : qtl_st_writer_write_file(w, path);
+        qtl_st_writer_free(w);
+        for (size_t i = 0; bufs && i < n; i++)
+            free(bufs[i]);
+        free(bufs);
+        return rc ? rc : rewrite_index(o, dir, msg, cap);
+    }
+    if (!strcmp(b, "shard-invalid") || !strcmp(b, "truncated") || !strcmp(b, "shard-missing")) {
+        if (o->shards < 2)
+            goto not_applicable;
+        shard_path(o, dir, 1, path, sizeof path);
+        if (!strcmp(b, "shard-missing"))
+            return unlink(path) ? QTL_ERR_IO : QTL_OK;
+        if (!strcmp(b, "truncated")) {
+            struct stat sb;
+            return stat(path, &sb) || truncate(path, sb.st_size / 2) ? QTL_ERR_IO : QTL_OK;
+        }
+        FILE *f = fopen(path, "wb");
+        if (!f)
+            return QTL_ERR_IO;
+        fprintf(f, "version https://git-lfs.github.com/spec/v1\noid sha256:%064d\nsize %u\n", 0, 123456789u);
+        fclose(f);
+        return QTL_OK;
+    }
+    if (!strcmp(b, "tp.group") || !strcmp(b, "tp.block") || !strcmp(b, "scale.slots-differ"))
+        return QTL_OK; /* built in at generation time */
+    snprintf(msg, cap, "unknown --break '%s'", b);
+    return QTL_ERR_INVALID_ARGUMENT;
+not_applicable:
+    snprintf(msg, cap, "--break %s does not apply to scheme %s (arch %s)", b, s->name,
+             o->arch == QTL_FIXTURE_PHI3 ? "phi3" : "llama");
+    return QTL_ERR_INVALID_ARGUMENT;
+}
+
 /* ---- driver ---- */
+
+/* model.safetensors.index.json from what the shards hold (sorted keys, as HF writes it). */
+static int rewrite_index(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t cap)
+{
+    if (o->shards < 2)
+        return QTL_OK;
+    json_t *wm = json_object();
+    uint64_t total = 0;
+    for (uint32_t k = 0; k < o->shards; k++) {
+        char path[4200], file[64];
+        shard_path(o, dir, k, path, sizeof path);
+        snprintf(file, sizeof file, "%s", qtl__basename(path));
+        qtl_st_t *st = NULL;
+        if (qtl_st_open_file(path, NULL, &st) != QTL_OK) {
+            snprintf(msg, cap, "%s", qtl_st_errmsg(st));
+            qtl_st_close(st);
+            json_decref(wm);
+            return QTL_ERR_IO;
+        }
+        for (size_t i = 0; i < qtl_st_tensor_count(st); i++) {
+            struct qtl_tensor_info ti;
+            qtl_st_tensor_at(st, i, &ti);
+            json_object_set_new(wm, ti.name, json_string(file));
+            total += ti.nbytes;
+        }
+        qtl_st_close(st);
+    }
+    json_t *idx = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    return write_json_file(dir, "model.safetensors.index.json", idx, msg, cap);
+}
 
 int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t cap)
 {
@@ -895,6 +1122,26 @@ int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char
         !o->shards || o->shards > 99999 || o->arch > QTL_FIXTURE_PHI3) {
         snprintf(msg, cap, "every dimension and the shard count must be positive");
         return QTL_ERR_INVALID_ARGUMENT;
+    }
+    struct qtl_fixture_options ob;
+    if (o->break_id && (!strcmp(o->break_id, "tp.group") || !strcmp(o->break_id, "tp.block") ||
+                        !strcmp(o->break_id, "scale.slots-differ"))) {
+        int ok = !strcmp(o->break_id, "tp.group") ? g.s->w == W_PACK && !g.s->actorder
+                 : !strcmp(o->break_id, "tp.block") ? g.s->w == W_FP8_BLOCK
+                                                     : g.s->w == W_NVFP4 && o->arch == QTL_FIXTURE_LLAMA;
+        if (!ok) {
+            snprintf(msg, cap, "--break %s does not apply to scheme %s", o->break_id, g.s->name);
+            return QTL_ERR_INVALID_ARGUMENT;
+        }
+        ob = *o;
+        if (!strcmp(o->break_id, "tp.group"))
+            ob.intermediate = 768;
+        else if (!strcmp(o->break_id, "tp.block"))
+            ob.intermediate = 1536;
+        else
+            ob.scale_layout = QTL_SCALE_LAYOUT_PER_PART;
+        o = &ob;
+        g.o = o;
     }
     part_dims(o, &g.d);
     for (int p = 0; p < P_NPARTS; p++) {
@@ -928,10 +1175,6 @@ int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char
         rc = QTL_ERR_NOMEM;
     if (rc == QTL_ERR_NOMEM)
         snprintf(msg, cap, "out of memory");
-    json_t *wm = json_object();
-    uint64_t total = 0;
-    for (size_t i = 0; !rc && i < p.nts; i++)
-        total += p.ts[i].nbytes;
     int tty = o->progress && isatty(2);
     for (uint32_t sh = 0; !rc && sh < o->shards; sh++) {
         char file[64], path[4200];
@@ -952,7 +1195,6 @@ int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char
             ctx[i] = (struct fill_ctx){&g, t->module >= 0 ? &p.mods[t->module] : NULL, t};
             rc = qtl_st_writer_add_fill(w, t->name, t->dtype, t->ndim, t->shape, t->nbytes,
                                         t->module >= 0 ? fill_module : fill_plain, &ctx[i]);
-            json_object_set_new(wm, t->name, json_string(file));
             bytes += t->nbytes;
         }
         if (tty)
@@ -965,13 +1207,12 @@ int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char
     }
     if (tty)
         fprintf(stderr, "\n");
-    if (!rc && o->shards > 1) {
-        json_t *idx = json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-        rc = write_json_file(dir, "model.safetensors.index.json", idx, msg, cap);
-    }
-    json_decref(wm);
+    if (!rc)
+        rc = rewrite_index(o, dir, msg, cap);
     if (!rc)
         rc = write_configs(&g, dir, msg, cap);
+    if (!rc && o->break_id)
+        rc = apply_break(o, g.s, dir, msg, cap);
     free(ctx);
     free(p.ts);
     free(p.mods);

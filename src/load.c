@@ -629,7 +629,7 @@ static void final_checks(qtl_load_t *l)
         if (missing && p->blocked) {
             describe_units(p, 1, units, sizeof units);
             finding_sev(l, QTL_SEV_INFO, QTL_OK, "consequence", NULL, NULL,
-                        "parameter '%s': %s unwritten because a shard it needs could not be read (see the shard finding)",
+                        "parameter '%s': %s unwritten because a tensor meant for it could not be read or placed (see that finding)",
                         p->name, units);
         } else if (missing) {
             describe_units(p, 1, units, sizeof units);
@@ -751,7 +751,10 @@ int qtl_load_run(qtl_load_t *l)
                     srcs[i].ti.name, pname);
             continue;
         }
+        size_t before = l->nf;
         load_tensor(l, p, &srcs[i], shard);
+        if (l->nf > before) /* its copy failed: what stays unwritten is a consequence of that finding */
+            p->blocked = 1;
         if (l->progress)
             l->progress(l->progress_ud, i + 1, m);
     }

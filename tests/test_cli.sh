@@ -120,7 +120,7 @@ expect 0 "fixture --help" -- "$QTL" fixture --help
 contains "$TMP/out" "ct-w4a16-actorder" "schemes listed"
 
 # dequant finds the scales of every fixture scheme by name (fused phi3 gate_up_proj).
-for sc in $("$QTL" fixture --help | awk '/^schemes:/{f=1; next} f{print $1}'); do
+for sc in $("$QTL" fixture --help | awk '/^schemes:/{f=1; next} /^breaks/{f=0} f{print $1}'); do
     "$QTL" fixture --arch phi3 --scheme "$sc" --layers 1 --hidden 256 --heads 4 --kv-heads 2 --head-dim 64 \
         --intermediate 512 --vocab 64 --shards 2 -o "$TMP/all/$sc" >/dev/null 2>&1
     w=model.layers.0.mlp.gate_up_proj.weight

@@ -8,12 +8,15 @@ static void help(void)
 {
     printf("usage: qtl fixture --arch llama|phi3 --scheme SCHEME [--layers N --hidden H --heads A\n"
            "         --kv-heads G --head-dim D --intermediate I --vocab V] [--shards S] [--seed X]\n"
-           "         [--scale-layout default|per-part|shared] -o DIR\n"
+           "         [--scale-layout default|per-part|shared] [--break ID] -o DIR\n"
            "  Defaults: llama, bf16, 2 layers, hidden 1024, 8 heads, 2 kv heads, head dim 128,\n"
            "  intermediate 2048, vocab 1024, 2 shards, seed 0. Same arguments -> same bytes.\n"
            "schemes:\n");
     for (size_t i = 0; qtl_fixture_scheme_name(i); i++)
         printf("  %-18s %s\n", qtl_fixture_scheme_name(i), qtl_fixture_scheme_help(i));
+    printf("breaks (--break ID: a real-world failure built in, for qtl verify):\n");
+    for (size_t i = 0; qtl_fixture_break_name(i); i++)
+        printf("  %-18s %s\n", qtl_fixture_break_name(i), qtl_fixture_break_help(i));
 }
 
 int cmd_fixture(int argc, char **argv)
@@ -53,6 +56,8 @@ int cmd_fixture(int argc, char **argv)
             out = v;
         else if (!strcmp(a, "--scheme"))
             o.scheme = v;
+        else if (!strcmp(a, "--break"))
+            o.break_id = v;
         else if (!strcmp(a, "--seed")) {
             if (!num)
                 return cli_usage_error("fixture", "--seed takes an unsigned integer");

@@ -144,8 +144,8 @@ int cmd_verify(int argc, char **argv)
     int json = 0, deep = 0, strict = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--tp") && i + 1 < argc) {
-            if (cli_parse_u64(argv[++i], &tp) || !tp || tp > 4096)
+        if ((!strcmp(a, "--tp") && i + 1 < argc) || !strncmp(a, "--tp=", 5)) {
+            if (cli_parse_u64(a[4] == '=' ? a + 5 : argv[++i], &tp) || !tp || tp > 4096)
                 return cli_usage_error("verify", "--tp takes 1..4096");
         } else if (!strcmp(a, "--tp-all"))
             tp = 0;

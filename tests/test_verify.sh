@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# qtl verify: every clean fixture verifies without errors for every tp it supports, and
+# every built-in failure (qtl fixture --break) produces exactly its root finding, in text and JSON.
+# Env: QTL, TMP.
+set -u
+pass=0 fails=0
+rm -rf "$TMP" && mkdir -p "$TMP"
+small=(--layers 1 --hidden 256 --heads 4 --kv-heads 2 --head-dim 64 --intermediate 512 --vocab 64)
+schemes=$("$QTL" fixture --help | awk '/^schemes:/{f=1; next} /^breaks/{f=0} f{print $1}')
+for sc in $schemes; do
+    for arch in llama phi3; do
+        d="$TMP/clean-$sc-$arch"
+        "$QTL" fixture --arch "$arch" --scheme "$sc" "${small[@]}" -o "$d" >/dev/null 2>&1
+        "$QTL" verify "$d" --json >"$d.json"
+        rc=$?
+        if [ $rc -ne 0 ] || ! python3 - "$d.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == "qtl.verify/1" and d["verdict"] in ("ok", "warnings"), d["verdict"]
+assert not [f for f in d["findings"] if f["severity"] == "error"]
+# 4 heads, 2 kv heads: at most tp 4 (FP8 128-blocks stop earlier on this small shape); never an error
+assert 1 <= d["largest_tp"] <= 4 and d["tp"][0] == {"tp": 1, "loads": True, "reason": "ok"}, d["tp"]
+PY
+        then echo "FAIL: clean $sc $arch (exit $rc)"; fails=$((fails + 1)); else pass=$((pass + 1)); fi
+    done
+done
+# break ID, scheme, arch, verify options, expected root error ID ("" for a warning-only break)
+while read -r brk sc arch opts want; do
+    d="$TMP/break-$brk-$sc-$arch"
+    extra=()
+    [ "$brk" = tp.block ] && extra=(--heads 8 --intermediate 1536)  # 8 heads so tp=8 gets to the block check
+    if ! "$QTL" fixture --arch "$arch" --scheme "$sc" "${small[@]}" "${extra[@]}" --break "$brk" -o "$d" >"$d.gen" 2>&1; then
+        echo "FAIL: fixture --break $brk ($sc $arch)"; cat "$d.gen"; fails=$((fails + 1)); continue
+    fi
+    [ "$opts" = "-" ] && opts=""
+    "$QTL" verify "$d" $opts --json >"$d.json"; rcj=$?
+    "$QTL" verify "$d" $opts >"$d.txt"; rct=$?
+    if ! python3 - "$d.json" "$want" "$brk" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); want = sys.argv[2]; brk = sys.argv[3]
+errors = [f["id"] for f in d["findings"] if f["severity"] == "error"]
+if want == "-":
+    assert not errors, errors
+    assert [f for f in d["findings"] if f["id"] == brk and f["severity"] == "warning"], d["findings"]
+else:
+    assert errors == [want], errors  # exactly the root, no other root error
+PY
+    then echo "FAIL: --break $brk ($sc $arch): findings"; cat "$d.txt"; fails=$((fails + 1)); continue; fi
+    want_rc=1; [ "$want" = "-" ] && want_rc=0
+    if [ $rcj -ne $want_rc ] || [ $rct -ne $want_rc ]; then echo "FAIL: --break $brk exit $rcj/$rct"; fails=$((fails + 1)); continue; fi
+    if [ "$want" != "-" ] && ! grep -q "error \[$want\]" "$d.txt"; then echo "FAIL: --break $brk: text lacks [$want]"; fails=$((fails + 1)); continue; fi
+    pass=$((pass + 1))
+done <<'CASES'
+scale.unwritten ct-nvfp4 llama - scale.unwritten
+scale.unwritten modelopt-nvfp4 phi3 - scale.unwritten
+scale.unwritten fp8 llama - scale.unwritten
+tensor.unmapped ct-nvfp4 phi3 - tensor.unmapped
+scale.nan ct-nvfp4 llama - scale.nan
+scale.nan fp8 phi3 - scale.nan
+scale.nonpositive modelopt-fp8 llama - scale.nonpositive
+scale.nonpositive ct-fp8-channel phi3 - scale.nonpositive
+shard-invalid ct-w4a16 llama - shard-invalid
+truncated ct-nvfp4 phi3 - shard-invalid
+shard-missing fp8-block llama - shard-missing
+tensor.dtype ct-int8 llama - tensor.dtype
+tp.group ct-w4a16 llama --tp=4 tp.group
+tp.block fp8-block phi3 --tp=8 tp.block
+scale.convention ct-nvfp4 phi3 - scale.convention
+scale.convention modelopt-nvfp4 llama - scale.convention
+scale.slots-differ ct-nvfp4 llama - -
+CASES
+echo "$pass passed, $fails failed"
+[ "$fails" -eq 0 ]
