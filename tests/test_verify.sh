@@ -69,5 +69,10 @@ scale.convention ct-nvfp4 phi3 - scale.convention
 scale.convention modelopt-nvfp4 llama - scale.convention
 scale.slots-differ ct-nvfp4 llama - -
 CASES
+# --strict: warnings count as errors
+"$QTL" verify "$TMP/break-scale.slots-differ-ct-nvfp4-llama" --strict >/dev/null
+if [ $? -eq 1 ]; then pass=$((pass + 1)); else echo "FAIL: --strict did not fail on warnings"; fails=$((fails + 1)); fi
+"$QTL" verify "$TMP/nope" >/dev/null 2>&1
+if [ $? -eq 2 ]; then pass=$((pass + 1)); else echo "FAIL: unreadable CKPT is not exit 2"; fails=$((fails + 1)); fi
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

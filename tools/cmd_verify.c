@@ -110,6 +110,18 @@ static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl
 
 static void name_checks(struct report *r, qtl_ckpt_t *ck)
 {
+    /* ModelOpt-style kv scales on the projections: current vLLM remaps them first, older
+     * releases rewrote ".k_proj" into ".qkv_proj" and failed with a KeyError (#15784, #37214). */
+    char nm[512];
+    for (size_t i = 0; i < qtl_ckpt_tensor_count(ck); i++) {
+        qtl_ckpt_tensor_name(ck, i, nm, sizeof nm);
+        if (strstr(nm, ".k_proj.k_scale") || strstr(nm, ".v_proj.v_scale")) {
+            add(r, QTL_SEV_WARNING, "name.kv-scale-legacy",
+                "%s: loads as self_attn.attn.%c_scale in current vLLM; releases before the kv-scale remap mis-map "
+                "it to qkv_proj (KeyError, vLLM #15784 / #37214)", nm, strstr(nm, ".k_proj.") ? 'k' : 'v');
+            break;
+        }
+    }
     static const struct {
         const char *fused, *split;
     } pairs[] = {{".self_attn.qkv_proj.", ".self_attn.q_proj."}, {".mlp.gate_up_proj.", ".mlp.gate_proj."}};
