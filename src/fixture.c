@@ -892,13 +892,17 @@ static const struct {
     {"tp.block", "block FP8: intermediate 1536, so gate_up's rows per rank miss the 128 block at tp=8"},
     {"scale.convention", "NVFP4: a global scale stored in the other convention (its reciprocal)"},
     {"scale.slots-differ", "NVFP4, split on disk: per-part global scales (q/k/v and gate/up differ)"},
+    {"quant.layer-unquantized", "layer 0's o_proj stored as BF16 without scales; the config still quantizes it"},
+    {"quant.layer-quantized", "layer 0's o_proj added to the config's ignore list; its tensors stay quantized"},
 };
 #define NBREAKS (sizeof breaks / sizeof breaks[0])
 
 const char *qtl_fixture_break_name(size_t i) { return i < NBREAKS ? breaks[i].id : NULL; }
 const char *qtl_fixture_break_help(size_t i) { return i < NBREAKS ? breaks[i].help : NULL; }
 
-enum edit { ED_DROP, ED_NAN, ED_ZERO, ED_RECIP, ED_RETYPE };
+enum edit { ED_DROP, ED_NAN, ED_ZERO, ED_RECIP, ED_RETYPE, ED_UNQUANT };
+
+#define BROKEN_MODULE "model.layers.0.self_attn.o_proj"
 
 static int shard_path(const struct qtl_fixture_options *o, const char *dir, uint32_t k, char *buf, size_t cap)
 {
@@ -934,6 +938,21 @@ static int edit_tensor(const struct qtl_fixture_options *o, const char *dir, con
                 break;
             }
             enum qtl_dtype dt = ti.dtype;
+            const char *tname = ti.name;
+            if (i == idx && ed == ED_UNQUANT) { /* BROKEN_MODULE.weight as BF16 [hidden, heads*head_dim] */
+                uint64_t shape[2] = {o->hidden, (uint64_t)o->heads * o->head_dim};
+                uint16_t *h = malloc(shape[0] * shape[1] * 2);
+                if (!h) {
+                    rc = QTL_ERR_NOMEM;
+                    break;
+                }
+                for (uint64_t e = 0; e < shape[0] * shape[1]; e++)
+                    h[e] = qtl_f32_to_bf16((float)((int)(e % 17) - 8) / 64.0f);
+                free(bufs[i]);
+                bufs[i] = h;
+                rc = qtl_st_writer_add(w, BROKEN_MODULE ".weight", QTL_DTYPE_BF16, 2, shape, h, shape[0] * shape[1] * 2);
+                continue;
+            }
             if (i == idx) {
                 unsigned char *b = bufs[i];
                 if (ed == ED_DROP)
@@ -952,7 +971,7 @@ static int edit_tensor(const struct qtl_fixture_options *o, const char *dir, con
                         b[0] = ed == ED_NAN ? 0x7F : 0x00;
                 }
             }
-            rc = qtl_st_writer_add(w, ti.name, dt, ti.ndim, ti.shape, bufs[i], ti.nbytes);
+            rc = qtl_st_writer_add(w, tname, dt, ti.ndim, ti.shape, bufs[i], ti.nbytes);
         }
         qtl_st_close(st);
         if (!rc)
@@ -986,6 +1005,29 @@ static int pick(const struct qtl_fixture_options *o, const char *dir, const char
 }
 
 static int rewrite_index(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t cap);
+
+/* Adds `module` to the ignore list of config.json's quantization_config (the key the
+ * method reads: ignore, or ignored_layers for fp8). */
+static int ignore_module(const char *dir, const char *module, char *msg, size_t cap)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    json_t *q = json_object_get(cfg, "quantization_config");
+    if (!json_is_object(q)) {
+        json_decref(cfg);
+        snprintf(msg, cap, "--break: %s has no quantization_config", path);
+        return QTL_ERR_INVALID_ARGUMENT;
+    }
+    const char *key = json_object_get(q, "ignore") ? "ignore" : "ignored_layers";
+    json_t *list = json_object_get(q, key);
+    if (!json_is_array(list)) {
+        list = json_array();
+        json_object_set_new(q, key, list);
+    }
+    json_array_append_new(list, json_string(module));
+    return write_json_file(dir, "config.json", cfg, msg, cap);
+}
 
 static int apply_break(const struct qtl_fixture_options *o, const struct fx_scheme *s, const char *dir, char *msg,
                        size_t cap)
@@ -1061,6 +1103,29 @@ static int apply_break(const struct qtl_fixture_options *o, const struct fx_sche
         fprintf(f, "version https://git-lfs.github.com/spec/v1\noid sha256:%064d\nsize %u\n", 0, 123456789u);
         fclose(f);
         return QTL_OK;
+    }
+    if (!strcmp(b, "quant.layer-unquantized") || !strcmp(b, "quant.layer-quantized")) {
+        if (s->fam == FAM_NONE)
+            goto not_applicable;
+        if (!strcmp(b, "quant.layer-quantized"))
+            return ignore_module(dir, BROKEN_MODULE, msg, cap);
+        /* the module's tensors: the weight becomes BF16, every scale / zero point goes */
+        char names[16][256];
+        size_t nn = 0;
+        qtl_ckpt_t *ck = NULL;
+        if (qtl_ckpt_open(dir, NULL, &ck) == QTL_OK)
+            for (size_t i = 0; i < qtl_ckpt_tensor_count(ck) && nn < 16; i++)
+                if (!qtl_ckpt_tensor_name(ck, i, names[nn], sizeof names[nn]) &&
+                    !strncmp(names[nn], BROKEN_MODULE ".", strlen(BROKEN_MODULE ".")))
+                    nn++;
+        qtl_ckpt_close(ck);
+        for (size_t i = 0; i < nn; i++) {
+            const char *leaf = names[i] + strlen(BROKEN_MODULE ".");
+            int w = !strcmp(leaf, "weight") || !strcmp(leaf, "weight_packed");
+            if ((rc = edit_tensor(o, dir, names[i], w ? ED_UNQUANT : ED_DROP, msg, cap)))
+                return rc;
+        }
+        return rewrite_index(o, dir, msg, cap);
     }
     if (!strcmp(b, "tp.group") || !strcmp(b, "tp.block") || !strcmp(b, "scale.slots-differ"))
         return QTL_OK; /* built in at generation time */

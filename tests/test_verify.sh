@@ -68,6 +68,12 @@ tp.block fp8-block phi3 --tp=8 tp.block
 scale.convention ct-nvfp4 phi3 - scale.convention
 scale.convention modelopt-nvfp4 llama - scale.convention
 scale.slots-differ ct-nvfp4 llama - -
+quant.layer-unquantized ct-nvfp4 llama - quant.layer-unquantized
+quant.layer-unquantized ct-w4a16 phi3 - quant.layer-unquantized
+quant.layer-unquantized fp8-block llama - quant.layer-unquantized
+quant.layer-quantized modelopt-nvfp4 phi3 - quant.layer-quantized
+quant.layer-quantized fp8 llama - quant.layer-quantized
+quant.layer-quantized ct-int8-asym llama - quant.layer-quantized
 CASES
 # --strict: warnings count as errors
 "$QTL" verify "$TMP/break-scale.slots-differ-ct-nvfp4-llama" --strict >/dev/null

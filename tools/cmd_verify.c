@@ -148,6 +148,83 @@ static void name_checks(struct report *r, qtl_ckpt_t *ck)
     }
 }
 
+/* On-disk state of one checkpoint module (e.g. model.layers.0.mlp.gate_proj):
+ * -1 absent, 0 unquantized (16/32-bit weight, no scale), 1 quantized. */
+static int disk_quantized(qtl_ckpt_t *ck, const char *mod)
+{
+    static const char *const qsuf[] = {".weight_packed", ".weight_scale", ".weight_scale_inv", ".weight_global_scale",
+                                       ".weight_scale_2"};
+    char nm[400];
+    size_t i;
+    for (size_t k = 0; k < sizeof qsuf / sizeof qsuf[0]; k++) {
+        snprintf(nm, sizeof nm, "%s%s", mod, qsuf[k]);
+        if (qtl_ckpt_tensor_find(ck, nm, &i) == QTL_OK)
+            return 1;
+    }
+    snprintf(nm, sizeof nm, "%s.weight", mod);
+    struct qtl_tensor_info ti;
+    if (qtl_ckpt_tensor_find(ck, nm, &i) != QTL_OK || qtl_ckpt_tensor_at(ck, i, &ti) != QTL_OK)
+        return -1;
+    return ti.dtype == QTL_DTYPE_BF16 || ti.dtype == QTL_DTYPE_F16 || ti.dtype == QTL_DTYPE_F32 ? 0 : 1;
+}
+
+/* Turns the loader's errors about one module into consequences of a root finding. */
+static void demote(struct report *r, const char *mod)
+{
+    char key[200];
+    snprintf(key, sizeof key, "'%s.", mod);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->f[i].sev == QTL_SEV_ERROR && strstr(r->f[i].message, key)) {
+            r->f[i].sev = QTL_SEV_INFO;
+            snprintf(r->f[i].id, sizeof r->f[i].id, "consequence");
+        }
+}
+
+/* Per linear layer: the scheme the config gives it (counted), and whether the tensors on
+ * disk agree: quantized in the config but stored unquantized, or the reverse. */
+static void quant_layer_checks(struct report *r, qtl_ckpt_t *ck, qtl_config_t *cfg,
+                               const struct qtl_model_shape *sh, size_t counts[QTL_LS_COUNT])
+{
+    for (uint32_t li = 0; li < sh->layers; li++) {
+        static const char *mods[4] = {"self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"};
+        for (int k = 0; k < 4; k++) {
+            char pre[160], a[160], b[160], c[160];
+            snprintf(pre, sizeof pre, "model.layers.%u.%s", li, mods[k]);
+            snprintf(a, sizeof a, "model.layers.%u.%s", li, k == 0 ? "self_attn.q_proj" : "mlp.gate_proj");
+            snprintf(b, sizeof b, "model.layers.%u.%s", li, k == 0 ? "self_attn.k_proj" : "mlp.up_proj");
+            snprintf(c, sizeof c, "model.layers.%u.self_attn.v_proj", li);
+            const char *const parts[3] = {a, b, c};
+            const char *const whole[1] = {pre};
+            int fused = (k == 0 || k == 2) && sh->arch != QTL_ARCH_PHI3;
+            size_t np = fused ? (k == 0 ? 3 : 2) : 1;
+            struct qtl_layer_quant q;
+            if (qtl_config_layer_quant(cfg, pre, fused ? parts : NULL, fused ? np : 0, &q) != QTL_OK)
+                continue;
+            counts[q.scheme]++;
+            const char *const *disk = fused ? parts : whole;
+            int nq = 0, nu = 0;
+            for (size_t p = 0; p < np; p++) {
+                int st = disk_quantized(ck, disk[p]);
+                nq += st == 1, nu += st == 0;
+            }
+            const char *want = qtl_layer_scheme_name(q.scheme);
+            if (q.scheme != QTL_LS_UNQUANTIZED && nu && !nq)
+                add(r, QTL_SEV_ERROR, "quant.layer-unquantized",
+                    "%s: the quantization config gives it %s, but the checkpoint stores it unquantized (16/32-bit "
+                    "weight, no scale tensors); add it to the config's ignore list or quantize it", pre, want);
+            else if (q.scheme == QTL_LS_UNQUANTIZED && nq)
+                add(r, QTL_SEV_ERROR, "quant.layer-quantized",
+                    "%s: the config leaves it unquantized (ignored or no quantization_config), but the checkpoint "
+                    "stores quantized weights or scales for it", pre);
+            else
+                continue;
+            for (size_t p = 0; p < np; p++)
+                demote(r, disk[p]);
+            demote(r, pre);
+        }
+    }
+}
+
 int cmd_verify(int argc, char **argv)
 {
     const char *ckpt = NULL, *allow[64];
@@ -232,21 +309,7 @@ int cmd_verify(int argc, char **argv)
             bytes += qtl_load_bytes_read(l);
         }
         qtl_load_close(l);
-        for (uint32_t li = 0; li < shape.layers; li++) {
-            static const char *mods[4] = {"self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"};
-            for (int k = 0; k < 4; k++) {
-                char pre[160], a[160], b[160], c[160];
-                snprintf(pre, sizeof pre, "model.layers.%u.%s", li, mods[k]);
-                snprintf(a, sizeof a, "model.layers.%u.%s", li, k == 0 ? "self_attn.q_proj" : "mlp.gate_proj");
-                snprintf(b, sizeof b, "model.layers.%u.%s", li, k == 0 ? "self_attn.k_proj" : "mlp.up_proj");
-                snprintf(c, sizeof c, "model.layers.%u.self_attn.v_proj", li);
-                const char *const parts[3] = {a, b, c};
-                int fused = (k == 0 || k == 2) && shape.arch != QTL_ARCH_PHI3;
-                struct qtl_layer_quant q;
-                if (qtl_config_layer_quant(cfg, pre, fused ? parts : NULL, fused ? (k == 0 ? 3 : 2) : 0, &q) == QTL_OK)
-                    counts[q.scheme]++;
-            }
-        }
+        quant_layer_checks(&r, ck, cfg, &shape, counts);
     }
     /* every tp: plan only */
     uint32_t tps[8], ntp = 0, largest = 0;
