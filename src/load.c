@@ -653,12 +653,25 @@ static void final_checks(qtl_load_t *l)
     }
 }
 
+/* The end of every run: whole-load checks, the time taken, the first error's code. */
+static int finish_run(qtl_load_t *l, const struct timespec *t0)
+{
+    struct timespec t1;
+    final_checks(l);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    l->seconds = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+    for (size_t i = 0; i < l->nf; i++)
+        if (l->f[i].sev == QTL_SEV_ERROR)
+            return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
+    return QTL_OK;
+}
+
 int qtl_load_run(qtl_load_t *l)
 {
     if (l->ran)
         return l->err.code;
     l->ran = 1;
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (l->pre) {
         /* every parameter from the tensor of the same name, whole; nothing else */
@@ -687,14 +700,8 @@ int qtl_load_run(qtl_load_t *l)
                 p->written[u]++;
             snprintf(p->first_src, sizeof p->first_src, "%s", ti.name);
         }
-        final_checks(l);
         l->processed = l->pre_processed; /* never post-processed twice */
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        l->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        for (size_t i = 0; i < l->nf; i++)
-            if (l->f[i].sev == QTL_SEV_ERROR)
-                return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
-        return QTL_OK;
+        return finish_run(l, &t0);
     }
     int rc = qtl_ckpt_check(l->ck);
     for (size_t i = 0; i < qtl_ckpt_diag_count(l->ck); i++) {
@@ -760,13 +767,7 @@ int qtl_load_run(qtl_load_t *l)
     }
     free(srcs);
     free(shard_of);
-    final_checks(l);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    l->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    for (size_t i = 0; i < l->nf; i++)
-        if (l->f[i].sev == QTL_SEV_ERROR)
-            return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
-    return QTL_OK;
+    return finish_run(l, &t0);
 }
 
 int qtl_load_process(qtl_load_t *l)
