@@ -75,6 +75,23 @@ quant.layer-quantized modelopt-nvfp4 phi3 - quant.layer-quantized
 quant.layer-quantized fp8 llama - quant.layer-quantized
 quant.layer-quantized ct-int8-asym llama - quant.layer-quantized
 CASES
+# a method qtl does not load (gpt-oss mxfp4) is named, reported once, and no tp is claimed
+d="$TMP/mxfp4"
+cp -r "$TMP/clean-ct-fp8-llama" "$d"
+python3 - "$d/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+"$QTL" verify "$d" --json >"$d.json"; rc=$?
+if [ $rc -eq 1 ] && python3 - "$d.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["quantization"]["method"] == "mxfp4" and d["tp"] == [] and d["largest_tp"] == 0, d
+assert [f["id"] for f in d["findings"]] == ["config.unsupported"], d["findings"]
+PY
+then pass=$((pass + 1)); else echo "FAIL: mxfp4 config (exit $rc)"; fails=$((fails + 1)); fi
 # --strict: warnings count as errors
 "$QTL" verify "$TMP/break-scale.slots-differ-ct-nvfp4-llama" --strict >/dev/null
 if [ $? -eq 1 ]; then pass=$((pass + 1)); else echo "FAIL: --strict did not fail on warnings"; fails=$((fails + 1)); fi

@@ -3,6 +3,7 @@
  * scale tensors (plus group/block scales with --deep). */
 #include "cli.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -225,6 +226,26 @@ static void quant_layer_checks(struct report *r, qtl_ckpt_t *ck, qtl_config_t *c
     }
 }
 
+/* The quantization method a config names, read directly when qtl's config parser refuses it. */
+static void raw_method(const char *dir, char *name, size_t cap, char *source, size_t scap)
+{
+    char path[4200];
+    static const char *const files[2] = {"config.json", "hf_quant_config.json"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        json_t *j = json_load_file(path, 0, NULL);
+        json_t *q = json_object_get(j, f ? "quantization" : "quantization_config");
+        const char *m = json_string_value(json_object_get(q, f ? "quant_algo" : "quant_method"));
+        if (m) {
+            snprintf(name, cap, "%s", m);
+            snprintf(source, scap, "%s", files[f]);
+        }
+        json_decref(j);
+        if (m)
+            return;
+    }
+}
+
 int cmd_verify(int argc, char **argv)
 {
     const char *ckpt = NULL, *allow[64];
@@ -276,10 +297,15 @@ int cmd_verify(int argc, char **argv)
     struct report r = {0};
     qtl_config_t *cfg = NULL;
     char source[64] = "";
-    int have_cfg = qtl_config_open(qtl_ckpt_dir(ck), NULL, QTL_DTYPE_COUNT, &cfg) == QTL_OK;
+    int crc = qtl_config_open(qtl_ckpt_dir(ck), NULL, QTL_DTYPE_COUNT, &cfg), have_cfg = crc == QTL_OK;
     if (!have_cfg)
-        add(&r, QTL_SEV_ERROR, "config.invalid", "%s", qtl_config_errmsg(cfg));
+        add(&r, QTL_SEV_ERROR, crc == QTL_ERR_UNSUPPORTED ? "config.unsupported" : "config.invalid", "%s",
+            qtl_config_errmsg(cfg));
     enum qtl_quant_method method = have_cfg ? qtl_config_method(cfg) : QTL_QM_NONE;
+    char mname[64];
+    snprintf(mname, sizeof mname, "%s", method_name(method));
+    if (!have_cfg) /* still name what the config asks for (mxfp4, gptq, awq, ...) */
+        raw_method(qtl_ckpt_dir(ck), mname, sizeof mname, source, sizeof source);
     struct qtl_model_shape shape = {0};
     if (have_cfg) {
         shape = *qtl_config_shape(cfg);
@@ -359,7 +385,7 @@ int cmd_verify(int argc, char **argv)
     if (json) {
         printf("{\n  \"schema\": \"qtl.verify/1\",\n  \"checkpoint\": \"%s\",\n  \"quantization\": {\"method\": \"%s\", "
                "\"source\": \"%s\", \"layers\": {",
-               ckpt, method_name(method), source);
+               ckpt, mname, source);
         int first = 1;
         for (int s = 0; s < QTL_LS_COUNT; s++)
             if (counts[s]) {
@@ -367,7 +393,7 @@ int cmd_verify(int argc, char **argv)
                 first = 0;
             }
         printf("}},\n  \"tp\": [");
-        for (uint32_t k = 0; k < ntp; k++)
+        for (uint32_t k = 0; k < ntp && have_cfg; k++)
             printf("%s{\"tp\": %u, \"loads\": %s, \"reason\": \"%s\"}", k ? ", " : "", tps[k], tp_ok[k] ? "true" : "false",
                    tp_why[k]);
         printf("],\n  \"largest_tp\": %u,\n  \"findings\": [", largest);
@@ -382,14 +408,18 @@ int cmd_verify(int argc, char **argv)
                (unsigned long long)bytes, secs, verdict);
     } else {
         int color = isatty(1);
-        printf("checkpoint %s: %s quantization (%s)\n", ckpt, method_name(method), source[0] ? source : "no config");
+        printf("checkpoint %s: %s quantization (%s)%s\n", ckpt, mname, source[0] ? source : "no config",
+               have_cfg ? "" : ", not loadable by qtl");
         for (int s = 0; s < QTL_LS_COUNT; s++)
             if (counts[s])
                 printf("  %zu linear layer(s): %s\n", counts[s], qtl_layer_scheme_name((enum qtl_layer_scheme)s));
         printf("tensor parallel:");
-        for (uint32_t k = 0; k < ntp; k++)
+        for (uint32_t k = 0; k < ntp && have_cfg; k++)
             printf(" %u:%s", tps[k], tp_ok[k] ? "ok" : tp_why[k]);
-        printf("; largest tp that loads: %u\n", largest);
+        if (have_cfg)
+            printf("; largest tp that loads: %u\n", largest);
+        else
+            printf(" not checked (no usable config)\n");
         for (int sev = QTL_SEV_ERROR; sev >= QTL_SEV_INFO; sev--)
             for (size_t i = 0; i < r.n; i++)
                 if ((int)r.f[i].sev == sev)
