@@ -370,6 +370,10 @@ int cmd_verify(int argc, char **argv)
         }
         if (tp_ok[k] && tps[k] > largest)
             largest = tps[k];
+        if (tp_ok[k] && shape.kv_heads && tps[k] > shape.kv_heads)
+            add(&r, QTL_SEV_INFO, "tp.kv-replicated",
+                "tp=%u: the %u kv heads are replicated %u times (each rank holds 1 kv head; each kv head's k/v rows "
+                "and scales are loaded on %u ranks)", tps[k], shape.kv_heads, tps[k] / shape.kv_heads, tps[k] / shape.kv_heads);
         qtl_load_close(l);
     }
     double secs = cli_now() - t0;
