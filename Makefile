@@ -60,6 +60,7 @@ fuzz: deps
 
 bench: build
 	./$(BUILD)/qtl bench header
+	bash bench/bench_verify.sh ./$(BUILD)/qtl
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG) $(BUILD_FUZZ)
