@@ -8,7 +8,7 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 600
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build demo test test-asan test-clang fuzz bench clean
+.PHONY: all deps build demo test test-asan test-clang fuzz bench interop clean
 
 all: build
 
@@ -57,6 +57,12 @@ fuzz: deps
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_file
 	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict \
 	    tests/fuzz/corpus tests/data/bad $(wildcard ../shared/fixtures/real)
+
+# qtl against the reference crate, ml_dtypes (and more, see tests/interop/interop.py):
+# a virtualenv under $(BUILD) with pinned packages from PyPI. Optional, not part of `make test`.
+interop: build
+	@bash scripts/install-deps.sh interop
+	python3 tests/interop/interop.py $(BUILD)
 
 bench: build
 	./$(BUILD)/qtl bench header

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what qtl needs to build and test, from Debian's packages.
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
+# `install-deps.sh interop` adds what `make interop` needs (a virtualenv and pip).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev clang libclang-rt-14-dev libomp-14-dev python3)
+[ "${1:-}" = interop ] && pkgs+=(python3-venv python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
