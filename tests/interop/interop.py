@@ -344,12 +344,27 @@ def export_model(arch, scheme, out):
     base = out + "-base"
     model.save_pretrained(base)  # oneshot reads the config back from name_or_path
     model = type(model).from_pretrained(base, dtype=torch.bfloat16)
-    oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme=scheme, ignore=["lm_head"]))
+    recipe = QuantizationModifier(targets="Linear", scheme=scheme, ignore=["lm_head"])
+    if scheme in CALIBRATED_SCHEMES:  # static activation scales: a few synthetic token rows
+        from datasets import Dataset
+        g = torch.Generator().manual_seed(1)
+        rows = torch.randint(1, 128, (8, 32), generator=g).tolist()
+        ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * 32] * 8})
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+        vocab = {"[UNK]": 0, **{"t%d" % i: i for i in range(1, 128)}}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        proc = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[UNK]")
+        oneshot(model=model, recipe=recipe, dataset=ds, processor=proc, num_calibration_samples=8, max_seq_length=32)
+    else:
+        oneshot(model=model, recipe=recipe)
     model.save_pretrained(out, save_compressed=True)
 
 
-# llmcompressor presets that need no calibration data (W8A8 and NVFP4 W4A4 need activations)
-EXPORT_SCHEMES = ("FP8_DYNAMIC", "FP8_BLOCK", "W4A16", "W4A16_ASYM", "W8A16", "NVFP4A16")
+# llmcompressor presets; the calibrated ones get static activation scales from synthetic tokens
+CALIBRATED_SCHEMES = ("FP8", "NVFP4")
+EXPORT_SCHEMES = ("FP8_DYNAMIC", "FP8_BLOCK", "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "NVFP4A16") + CALIBRATED_SCHEMES
 
 
 def part_exporters(build):
