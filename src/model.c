@@ -176,11 +176,19 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
 
 static int divides(struct lmodel *m, const char *id, const char *what, uint64_t a, uint64_t b)
 {
+    static const struct {
+        const char *id, *unit;
+    } units[] = {{"tp.block", " (the FP8 block)"}, {"tp.nvfp4", " (the NVFP4 group)"}, {"tp.group", " (group_size)"},
+                 {"tp.pack", " (the zero-point pack factor)"}};
+    const char *unit = "";
     if (b && a % b == 0)
         return 1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(units[i].id, id))
+            unit = units[i].unit;
     m->fail_id = id;
-    qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "tp=%u: %s (%llu) is not divisible by %llu", m->tp, what,
-              (unsigned long long)a, (unsigned long long)b);
+    qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "tp=%u: %s (%llu) is not divisible by %llu%s", m->tp, what,
+              (unsigned long long)a, (unsigned long long)b, unit);
     return 0;
 }
 
@@ -196,33 +204,28 @@ static int partition_checks(struct lmodel *m, const struct llayer *l)
     case QTL_LS_FP8_BLOCK:
     case QTL_LS_CT_FP8_BLOCK:
         for (int i = 0; i < l->L && l->kind != LK_ROW; i++) {
-            snprintf(what, sizeof what, "%s: output partition %d (%llu rows per rank) over the FP8 block", l->prefix, i,
-                     (unsigned long long)l->part[i]);
+            snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
             if (!divides(m, "tp.block", what, l->part[i], q->block[0]))
                 return 0;
         }
-        snprintf(what, sizeof what, "%s: %llu input columns per rank over the FP8 block", l->prefix,
-                 (unsigned long long)l->in_pp);
+        snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
         return l->kind != LK_ROW || divides(m, "tp.block", what, l->in_pp, q->block[1]);
     case QTL_LS_CT_NVFP4:
     case QTL_LS_CT_NVFP4_A16:
     case QTL_LS_MODELOPT_NVFP4:
     case QTL_LS_MODELOPT_W4A16_NVFP4:
-        snprintf(what, sizeof what, "%s: %llu input columns per rank over the NVFP4 group of 16", l->prefix,
-                 (unsigned long long)l->in_pp);
+        snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
         return divides(m, "tp.nvfp4", what, l->in_pp, 16);
     case QTL_LS_CT_WNA16: {
         uint32_t pack = 32 / q->bits;
         int partition = !(q->actorder || (q->group_size == 0 && l->kind == LK_ROW));
         if (partition && q->group_size && l->kind == LK_ROW) {
-            snprintf(what, sizeof what, "%s: %llu input columns per rank over group_size", l->prefix,
-                     (unsigned long long)l->in_pp);
+            snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
             if (!divides(m, "tp.group", what, l->in_pp, q->group_size))
                 return 0;
         }
         for (int i = 0; i < l->L && !q->symmetric; i++) {
-            snprintf(what, sizeof what, "%s: output partition %d (%llu rows) over the zero-point pack factor",
-                     l->prefix, i, (unsigned long long)l->part[i]);
+            snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
             if (!divides(m, "tp.pack", what, l->part[i], pack))
                 return 0;
         }
