@@ -200,11 +200,6 @@ static int resolve(qtl_ckpt_t *ck, size_t i)
 }
 
 /* ---- open ---- */
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 /* A relative path inside the checkpoint directory: no absolute path, no "..". */
 static int valid_shard_name(const char *s)
@@ -310,7 +305,7 @@ static int list_dir(qtl_ckpt_t *ck)
     int rc = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.')
+        if (!qtl__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.')
             continue;
         char *copy = qtl__strdup(&ck->al, e->d_name);
         if (!copy || qtl__grow(&ck->al, (void **)&names, &cap, n + 1, sizeof *names)) {
@@ -393,7 +388,7 @@ int qtl_ckpt_open(const char *path, const struct qtl_open_options *opts, qtl_ckp
             if (!(ck->dir = qtl__strdup(&ck->al, "/")))
                 return oom(ck);
         }
-        if (ends_with(base, ".json")) {
+        if (qtl__ends_with(base, ".json")) {
             if (!(ck->index_path = qtl__strdup(&ck->al, path)))
                 return oom(ck);
         } else {

@@ -108,5 +108,6 @@ struct json_t *qtl__json_load_file(const char *path, struct json_error_t *err, i
 
 /* ---- path helpers ---- */
 const char *qtl__basename(const char *path);
+int qtl__ends_with(const char *s, const char *suffix);
 
 #endif

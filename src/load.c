@@ -645,9 +645,7 @@ static void final_checks(qtl_load_t *l)
                     (unsigned long long)twice, p->first_src);
         /* weight_shape: every part of a fused layer records its own [rows, K] and vLLM's
          * kernels never read it, so differing parts are the normal case, not a finding */
-        size_t nl = strlen(p->name);
-        int shape_param = nl >= 13 && !strcmp(p->name + nl - 13, ".weight_shape");
-        if (whole && p->differs && !shape_param)
+        if (whole && p->differs && !qtl__ends_with(p->name, ".weight_shape"))
             finding(l, QTL_OK, "param.overwrite-differs", NULL, p->first_src,
                     "parameter '%s' is written whole by several tensors with different values; vLLM keeps the "
                     "last one in its load order",

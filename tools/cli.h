@@ -31,5 +31,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 int cli_parse_u64(const char *s, unsigned long long *out);
 /* Monotonic clock in seconds. */
 double cli_now(void);
+/* 1 when s ends with suffix. */
+int cli_ends_with(const char *s, const char *suffix);
 
 #endif

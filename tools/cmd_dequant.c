@@ -226,12 +226,6 @@ static void free_job(struct job *j)
     qtl_ckpt_close(j->ck);
 }
 
-static int ends_with(const char *s, const char *suf)
-{
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && !strcmp(s + n - m, suf);
-}
-
 int cmd_dequant(int argc, char **argv)
 {
     struct job j;
@@ -288,9 +282,9 @@ int cmd_dequant(int argc, char **argv)
         return CLI_USAGE;
     }
     size_t plen = strlen(j.name);
-    if (ends_with(j.name, ".weight_packed"))
+    if (cli_ends_with(j.name, ".weight_packed"))
         plen -= strlen(".weight_packed");
-    else if (ends_with(j.name, ".weight"))
+    else if (cli_ends_with(j.name, ".weight"))
         plen -= strlen(".weight");
     snprintf(j.prefix, sizeof j.prefix, "%.*s", (int)plen, j.name);
     int status = CLI_FINDINGS;

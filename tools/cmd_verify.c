@@ -60,12 +60,6 @@ static const char *method_name(enum qtl_quant_method m)
     return m == QTL_QM_CT ? "compressed-tensors" : m == QTL_QM_FP8 ? "fp8" : m == QTL_QM_MODELOPT ? "modelopt" : "none";
 }
 
-static int ends_with(const char *s, const char *suf)
-{
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && !strcmp(s + n - m, suf);
-}
-
 /* Checks on the scale values read at tp=1. */
 static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl_model_shape *sh)
 {
@@ -75,8 +69,8 @@ static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl
         if (!pi.data || pi.dtype != QTL_DTYPE_F32 || pi.ndim != 1)
             continue;
         const float *v = pi.data;
-        int ct_global = ends_with(pi.name, "weight_global_scale") || ends_with(pi.name, "input_global_scale");
-        int mo_scale2 = ends_with(pi.name, "weight_scale_2");
+        int ct_global = cli_ends_with(pi.name, "weight_global_scale") || cli_ends_with(pi.name, "input_global_scale");
+        int mo_scale2 = cli_ends_with(pi.name, "weight_scale_2");
         for (uint64_t k = 0; k < pi.shape[0]; k++) {
             /* CT global scales multiply (448*6/amax: large); ModelOpt's divide (amax/2688: small) */
             if (ct_global && v[k] > 0 && v[k] < 1.0f)
