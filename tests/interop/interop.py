@@ -102,14 +102,20 @@ def qtl_bin(build):
     return os.path.join(build, "qtl")
 
 
+def fresh_dir(build, name):
+    """An empty work directory under the build directory."""
+    import shutil
+    d = os.path.join(build, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
 def part_reader(build):
     import json
-    import shutil
     from safetensors import deserialize
     qtl = qtl_bin(build)
-    work = os.path.join(build, "interop-reader")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_dir(build, "interop-reader")
     schemes = []
     help_text = subprocess.run([qtl, "fixture", "--help"], capture_output=True, text=True).stdout
     on = False
@@ -311,11 +317,8 @@ def part_ct(build):
     compressed-tensors' own decompression (its compressor class for the config's format). CT
     computes in the scale dtype (bf16 here): qtl's f32 output rounded to bf16 and qtl's
     --to bf16 output must both equal it bit for bit."""
-    import shutil
     qtl = qtl_bin(build)
-    work = os.path.join(build, "interop-ct")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_dir(build, "interop-ct")
     small = ["--layers", "1", "--hidden", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128",
              "--intermediate", "512", "--vocab", "64", "--shards", "1"]
     ok_all = True
@@ -369,23 +372,20 @@ CALIBRATED_SCHEMES = ("FP8", "NVFP4")
 EXPORT_SCHEMES = ("FP8_DYNAMIC", "FP8_BLOCK", "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "NVFP4A16") + CALIBRATED_SCHEMES
 
 
-def part_exporters(build):
-    """Checkpoints written by llmcompressor: qtl verify finds no error, qtl load at tp=1 and
-    tp=2 succeeds (where the FP8 block allows), qtl dequant equals compressed-tensors'
-    decompression."""
+def check_exports(build, tool, flag, schemes, matches):
+    """Exports a tiny Llama and Phi-3 per scheme (this file run with `flag`), then: qtl verify
+    finds no error, qtl load works at tp 1 and 2 (tp=2 may refuse only an FP8 block, as vLLM
+    does), and matches(qtl, dir, work) finds every layer-0 weight dequantized exactly."""
     import json
-    import shutil
     qtl = qtl_bin(build)
-    work = os.path.join(build, "interop-exporters")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_dir(build, "interop-" + tool)
     ok_all = True
     for arch in ("llama", "phi3"):
-        for sc in EXPORT_SCHEMES:
+        for sc in schemes:
             d = os.path.join(work, "%s-%s" % (arch, sc))
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--export", arch, sc, d],
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), flag, arch, sc, d],
                                capture_output=True, text=True)
-            name = "exporters llmcompressor %s %s" % (sc, arch)
+            name = "%s %s %s" % (tool, sc, arch)
             if r.returncode:
                 ok_all &= report(False, name, "export failed: %s" % r.stderr.strip().splitlines()[-1:])
                 continue
@@ -396,11 +396,16 @@ def part_exporters(build):
                 lr = subprocess.run([qtl, "load", d, "--tp", tp], capture_output=True, text=True)
                 if lr.returncode and not (tp == "2" and "FP8 block" in lr.stderr):
                     loads.append("tp=%s: %s" % (tp, lr.stderr.strip()[:200]))
-            n, bad, detail = ct_dequant_matches(qtl, d, work)
-            ok = not errs and not loads and bad == 0 and n > 0
-            ok_all &= report(ok, name + ": verify clean, loads, %d modules dequantize as compressed-tensors" % n,
+            n, bad, detail = matches(qtl, d, work)
+            ok_all &= report(not errs and not loads and bad == 0 and n > 0,
+                             name + ": verify clean, loads, %d weights dequantize exactly" % n,
                              "; ".join(errs[:2] + loads[:2] + ([detail] if detail else [])))
     return ok_all
+
+
+def part_exporters(build):
+    """llmcompressor's checkpoints; dequant against compressed-tensors' decompression."""
+    return check_exports(build, "llmcompressor", "--export", EXPORT_SCHEMES, ct_dequant_matches)
 
 
 def export_modelopt(arch, scheme, out):
@@ -454,36 +459,8 @@ def modelopt_dequant_matches(qtl, d, work):
 
 
 def part_modelopt(build):
-    """Checkpoints written by nvidia-modelopt: verify finds no error, load works at tp 1 and 2,
-    dequant equals the format's definition bit for bit."""
-    import json
-    import shutil
-    qtl = qtl_bin(build)
-    work = os.path.join(build, "interop-modelopt")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    ok_all = True
-    for arch in ("llama", "phi3"):
-        for sc in ("FP8", "NVFP4"):
-            d = os.path.join(work, "%s-%s" % (arch, sc))
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--export-modelopt", arch, sc, d],
-                               capture_output=True, text=True)
-            name = "modelopt %s %s" % (sc, arch)
-            if r.returncode:
-                ok_all &= report(False, name, "export failed: %s" % r.stderr.strip().splitlines()[-1:])
-                continue
-            v = subprocess.run([qtl, "verify", d, "--json", "--tp", "1"], capture_output=True, text=True)
-            errs = [f["id"] + ": " + f["message"] for f in json.loads(v.stdout)["findings"] if f["severity"] == "error"]
-            loads = []
-            for tp in ("1", "2"):
-                lr = subprocess.run([qtl, "load", d, "--tp", tp], capture_output=True, text=True)
-                if lr.returncode:
-                    loads.append("tp=%s: %s" % (tp, lr.stderr.strip()[:200]))
-            n, bad, detail = modelopt_dequant_matches(qtl, d, work)
-            ok_all &= report(not errs and not loads and bad == 0 and n > 0,
-                             name + ": verify clean, loads at tp 1 and 2, %d weights dequantize exactly" % n,
-                             "; ".join(errs[:2] + loads[:2] + ([detail] if detail else [])))
-    return ok_all
+    """nvidia-modelopt's checkpoints; dequant against the format's definition."""
+    return check_exports(build, "modelopt", "--export-modelopt", ("FP8", "NVFP4"), modelopt_dequant_matches)
 
 
 PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters,
