@@ -586,7 +586,8 @@ QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float 
  *  file; metadata qtl.tp, qtl.rank, qtl.stage, qtl.source). A directory of
  *  such files, model-rank-{r}-part-0.safetensors, plus config.json, is a
  *  pre-sharded checkpoint: qtl_load_open reads it back (same tp only), and a
- *  processed one is never post-processed again. */
+ *  processed one is never post-processed again. Missing parent directories
+ *  of `path` are created. */
 QTL_API int qtl_load_write(qtl_load_t *l, const char *path, const char *source);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
@@ -632,7 +633,7 @@ QTL_API const char *qtl_fixture_scheme_help(size_t i);
 /*! qtl_fixture_break_name() / _help() : the i-th failure --break can build in. */
 QTL_API const char *qtl_fixture_break_name(size_t i);
 QTL_API const char *qtl_fixture_break_help(size_t i);
-/*! qtl_fixture_write() : write the checkpoint into `dir` (created if needed).
+/*! qtl_fixture_write() : write the checkpoint into `dir` (created with its parents if needed).
  *  Tensors are produced while writing, one stored module in memory at a time. */
 QTL_API int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t msg_cap);
 /*! qtl_fixture_master() : the float master weight of one logical projection

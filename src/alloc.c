@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 static void *default_alloc(void *opaque, size_t size)
 {
@@ -114,4 +116,24 @@ int qtl__ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int qtl__mkdirs(const char *path, int parent_only)
+{
+    char d[4096];
+    if (snprintf(d, sizeof d, "%s", path) >= (int)sizeof d)
+        return ENAMETOOLONG;
+    if (parent_only) {
+        char *slash = strrchr(d, '/');
+        if (!slash || slash == d)
+            return 0;
+        *slash = '\0';
+    }
+    for (char *q = d + 1; *q; q++)
+        if (*q == '/') {
+            *q = '\0';
+            (void)mkdir(d, 0755); /* an existing or unmakeable level shows in the last mkdir */
+            *q = '/';
+        }
+    return mkdir(d, 0755) == 0 || errno == EEXIST ? 0 : errno;
 }

@@ -1221,16 +1221,9 @@ int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char
             return QTL_ERR_INVALID_ARGUMENT;
         }
     }
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", dir);
-    for (char *q = parent + 1; *q; q++) /* mkdir -p */
-        if (*q == '/') {
-            *q = '\0';
-            (void)mkdir(parent, 0755);
-            *q = '/';
-        }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(msg, cap, "%s: cannot create: %s", dir, strerror(errno));
+    int mk = qtl__mkdirs(dir, 0);
+    if (mk) {
+        snprintf(msg, cap, "%s: cannot create: %s", dir, strerror(mk));
         return QTL_ERR_OPEN;
     }
     struct plan p = {0};

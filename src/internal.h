@@ -109,5 +109,7 @@ struct json_t *qtl__json_load_file(const char *path, struct json_error_t *err, i
 /* ---- path helpers ---- */
 const char *qtl__basename(const char *path);
 int qtl__ends_with(const char *s, const char *suffix);
+/* mkdir -p of path (parent_only: of its directory); 0 or an errno value. */
+int qtl__mkdirs(const char *path, int parent_only);
 
 #endif

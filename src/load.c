@@ -811,9 +811,14 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
         const struct lparam *p = &l->m.params[i];
         rc = qtl_st_writer_add(w, p->name, p->dtype, p->ndim, p->shape, p->data, p->nbytes);
     }
-    rc = rc ? rc : qtl_st_writer_write_file(w, path);
-    if (rc)
-        qtl__fail(&l->err, rc, "%s", qtl_st_writer_errmsg(w));
+    int mk = rc ? 0 : qtl__mkdirs(path, 1);
+    if (mk) {
+        rc = qtl__fail(&l->err, QTL_ERR_OPEN, "%s: cannot create its directory: %s", path, strerror(mk));
+    } else {
+        rc = rc ? rc : qtl_st_writer_write_file(w, path);
+        if (rc)
+            qtl__fail(&l->err, rc, "%s", qtl_st_writer_errmsg(w));
+    }
     qtl_st_writer_free(w);
     return rc;
 }

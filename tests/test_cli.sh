@@ -129,5 +129,12 @@ for sc in $("$QTL" fixture --help | awk '/^schemes:/{f=1; next} /^breaks/{f=0} f
     contains "$TMP/out" "[1024, 256]" "dequant $sc shape"
 done
 
+# shard creates missing parent directories of -o; the shards reload.
+expect 0 "shard into a new nested directory" -- "$QTL" shard "$TMP/all/ct-fp8" --tp 2 -o "$TMP/nested/a/b"
+contains "$TMP/out" "$TMP/nested/a/b/model-rank-1-part-0.safetensors" "rank 1 written"
+expect 0 "reload the nested shards" -- "$QTL" load "$TMP/nested/a/b" --tp 2
+expect 1 "shard into a path under a file" -- "$QTL" shard "$TMP/all/ct-fp8" --tp 1 -o "$TMP/out/x"
+contains "$TMP/err" "cannot create its directory" "directory error named"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

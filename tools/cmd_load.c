@@ -190,8 +190,6 @@ int cmd_shard(int argc, char **argv)
     int rc = parse("shard", argc, argv, &a, 1);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    if (mkdir(a.out, 0755) != 0 && errno != EEXIST)
-        return cli_usage_error("shard", "cannot create %s: %s", a.out, strerror(errno));
     for (uint32_t r = 0; r < (uint32_t)a.tp; r++) {
         int st;
         qtl_load_t *l = run_rank("shard", &a, r, &st);

