@@ -134,7 +134,8 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
             return rc;
         break;
     }
-    case QTL_LS_FP8_BLOCK: rename_param(layer_param(m, ly, "weight_scale_inv"), ly, "weight_scale"); break;
+    /* QTL_LS_FP8_BLOCK: nothing. vLLM 0.32's block kernels keep `weight_scale_inv` (the spec's
+     * rename to weight_scale is older vLLM); the weight stays [N, K]. */
     case QTL_LS_CT_INT8_TENSOR:
     case QTL_LS_CT_INT8_CHANNEL: {
         ws = layer_param(m, ly, "weight_scale");

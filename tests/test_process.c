@@ -153,6 +153,17 @@ static void test_int8_and_nvfp4(void **state)
     assert_true(f32(&al, 0) == fmaxf(f32(&ig, 0), f32(&ig, 1)) * fmaxf(f32(&wg, 0), f32(&wg, 1)));
     qtl_load_close(a);
     qtl_load_close(b);
+    /* FP8 block: vLLM 0.32 keeps the name weight_scale_inv and the values (interop vllm part) */
+    snprintf(d, sizeof d, "%s/fp8-block", QTL_TEST_TMP);
+    fixture(d, "fp8-block", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART);
+    a = load(d, 1, 0, 0);
+    b = load(d, 1, 0, 1);
+    assert_true(find(a, "model.layers.0.mlp.down_proj.weight_scale_inv", &wg));
+    assert_true(find(b, "model.layers.0.mlp.down_proj.weight_scale_inv", &pw));
+    assert_false(find(b, "model.layers.0.mlp.down_proj.weight_scale", &w));
+    assert_true(pw.nbytes == wg.nbytes && !memcmp(pw.data, wg.data, (size_t)wg.nbytes));
+    qtl_load_close(a);
+    qtl_load_close(b);
 }
 
 static void same_params(const qtl_load_t *a, const qtl_load_t *b, const char *what)

