@@ -60,9 +60,10 @@ fuzz: deps
 
 # qtl against the reference crate, ml_dtypes (and more, see tests/interop/interop.py):
 # a virtualenv under $(BUILD) with pinned packages from PyPI. Optional, not part of `make test`.
+# PARTS="reader vllm" runs only those parts.
 interop: build
 	@bash scripts/install-deps.sh interop
-	python3 tests/interop/interop.py $(BUILD)
+	python3 tests/interop/interop.py $(BUILD) $(PARTS)
 
 bench: build
 	./$(BUILD)/qtl bench header
