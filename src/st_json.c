@@ -53,8 +53,11 @@ static int expect(struct jp *j, char c, const char *ctx)
     skip_ws(j);
     if (j->p >= j->end)
         return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "unexpected end of header, expected '%c' %s", c, ctx);
-    if (*j->p != (unsigned char)c)
-        return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected '%c' %s, found '%c'", c, ctx, *j->p);
+    if (*j->p != (unsigned char)c) { /* a byte that is not printable ASCII is shown as \xNN (messages stay UTF-8) */
+        if (*j->p >= 0x20 && *j->p < 0x7f)
+            return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected '%c' %s, found '%c'", c, ctx, *j->p);
+        return jp_fail(j, QTL_ERR_INVALID_HEADER_DESER, "expected '%c' %s, found byte \\x%02x", c, ctx, *j->p);
+    }
     j->p++;
     return 0;
 }

@@ -54,6 +54,11 @@ contains "$TMP/err" "INVALID_OFFSET__overlap.safetensors: tensor 'b'" "file and 
 expect 2 "inspect lfs pointer" -- "$QTL" inspect "$DATA/bad/LFS_POINTER__pointer.safetensors"
 contains "$TMP/err" "git-lfs pointer" "lfs named"
 
+# A raw non-ASCII byte where JSON syntax was expected is named as \xNN: messages stay UTF-8.
+expect 2 "inspect a header with a stray byte" -- "$QTL" inspect "$DATA/../fuzz/corpus/3a9d2d456aa2dee3fc18f12faa7a281f550cb189"
+contains "$TMP/err" "found byte \xf1" "stray byte escaped"
+python3 -c "import sys; open(sys.argv[1], 'rb').read().decode('utf-8')" "$TMP/err" || { echo "FAIL: message not UTF-8"; fails=$((fails + 1)); }
+
 # Sharded checkpoint: fixture writes it, inspect reads it.
 expect 0 "fixture" -- "$QTL" fixture -o "$TMP/ck" --shards 3
 expect 0 "inspect checkpoint" -- "$QTL" inspect "$TMP/ck"
