@@ -600,7 +600,10 @@ QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_in
 QTL_API size_t qtl_load_finding_count(const qtl_load_t *l);
 QTL_API int qtl_load_finding_at(const qtl_load_t *l, size_t i, struct qtl_diag *d);
 QTL_API uint64_t qtl_load_bytes_read(const qtl_load_t *l);
+/*! qtl_load_seconds() : wall time of qtl_load_run (plan checks, reads, coverage);
+ *  qtl_load_process_seconds() : of qtl_load_process (0 when not run). */
 QTL_API double qtl_load_seconds(const qtl_load_t *l);
+QTL_API double qtl_load_process_seconds(const qtl_load_t *l);
 
 /* ---- fixture generator (src/fixture.c) -----------------------------------------
  * Small checkpoints laid out exactly as the exporters write them (config.json,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 struct finding {
@@ -33,7 +34,7 @@ struct qtl_load {
     void *progress_ud;
     int verify;
     uint64_t bytes_read;
-    double seconds;
+    double seconds, process_seconds;
     int ran, processed;
     qtl_st_t *pre;  /* pre-sharded checkpoint: this rank's model-rank-R-part-0.safetensors */
     int pre_processed;
@@ -100,6 +101,21 @@ static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const cha
 
 /* ---- open ---- */
 
+/* Large parameters are filled once by reads: ask for transparent huge pages
+ * over the 2 MiB-aligned interior (512x fewer page faults; a hint only). */
+static void hugepage_hint(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (n >= 2 * huge && b > a)
+        (void)madvise((void *)a, (size_t)(b - a), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 static int alloc_params(qtl_load_t *l)
 {
     for (size_t i = 0; i < l->m.nparams; i++) {
@@ -109,6 +125,8 @@ static int alloc_params(qtl_load_t *l)
         int bulk = !p->is_scale || p->kind == PK_GROUP || p->kind == PK_BLOCK || p->kind == PK_MODEL_WEIGHT;
         int read = l->verify == 0 || (l->verify == 1 && !bulk) || (l->verify == 2 && p->is_scale);
         p->data = read ? calloc(1, p->nbytes ? (size_t)p->nbytes : 1) : NULL;
+        if (p->data)
+            hugepage_hint(p->data, (size_t)p->nbytes);
         /* units of coverage: rows (slots) along dim 0, or the whole parameter */
         int whole = p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED || p->ndim == 0;
         p->nunits = whole ? 1 : p->shape[0];
@@ -337,23 +355,26 @@ static int copy_block(qtl_load_t *l, struct lparam *p, const struct src *s, uint
             snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
         return QTL_OK;
     }
-    unsigned char *buf = malloc(sbytes ? (size_t)sbytes : 1);
+    unsigned char *dst = p->data + dst_row * pcols(p) * qtl_dtype_bits(p->dtype) / 8;
+    int direct = s->ti.dtype == p->dtype; /* the common case: read straight into the parameter */
+    unsigned char *buf = direct ? dst : malloc(sbytes ? (size_t)sbytes : 1);
     if (!buf)
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     int rc = nr && nc ? qtl_ckpt_read_block(l->ck, s->index, r0, nr, c0, nc, buf, (size_t)sbytes) : 0;
     if (rc) {
-        free(buf);
+        if (!direct)
+            free(buf);
         return finding(l, rc, "tensor.read", s->ti.file, s->ti.name, "%s", qtl_ckpt_errmsg(l->ck));
     }
     l->bytes_read += sbytes;
-    unsigned char *dst = p->data + dst_row * pcols(p) * qtl_dtype_bits(p->dtype) / 8;
-    if (convert(s->ti.dtype, buf, p->dtype, dst, n)) {
+    if (!direct && convert(s->ti.dtype, buf, p->dtype, dst, n)) {
         free(buf);
         return finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.dtype", s->ti.file, s->ti.name,
                        "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
                        qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
     }
-    free(buf);
+    if (!direct)
+        free(buf);
     for (uint64_t u = mark0; u < mark0 + nmark && u < p->nunits; u++)
         p->written[u]++;
     if (!p->first_src[0])
@@ -783,9 +804,13 @@ int qtl_load_process(qtl_load_t *l)
             return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
                              "not post-processing a load with error-level findings (first: %s)", l->f[i].message);
     int differ;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = qtl__model_process(&l->m, &differ);
     if (rc)
         return qtl__fail(&l->err, rc, "post-processing failed: %s", qtl_strerror(rc));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    l->process_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     l->processed = 1;
     if (differ)
         finding(l, QTL_OK, "scale.slots-differ", NULL, NULL,
@@ -831,6 +856,7 @@ size_t qtl_load_param_count(const qtl_load_t *l) { return l->m.nparams; }
 size_t qtl_load_finding_count(const qtl_load_t *l) { return l->nf; }
 uint64_t qtl_load_bytes_read(const qtl_load_t *l) { return l->bytes_read; }
 double qtl_load_seconds(const qtl_load_t *l) { return l->seconds; }
+double qtl_load_process_seconds(const qtl_load_t *l) { return l->process_seconds; }
 
 static const char *const kind_names[] = {"ModelWeightParameter", "PerTensorScaleParameter", "ChannelQuantScaleParameter",
                                          "GroupQuantScaleParameter", "BlockQuantScaleParameter", "PackedvLLMParameter",

@@ -145,8 +145,9 @@ int cmd_load(int argc, char **argv)
         double t = qtl_load_seconds(l);
         if (a.json) {
             printf("%s\n  {\"rank\": %u, \"parameters\": %zu, \"bytes_held\": %llu, \"bytes_read\": %llu, "
-                   "\"seconds\": %.6f, \"findings\": [",
-                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h, (unsigned long long)rd, t);
+                   "\"seconds\": %.6f, \"process_seconds\": %.6f, \"findings\": [",
+                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h, (unsigned long long)rd, t,
+                   qtl_load_process_seconds(l));
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
@@ -158,8 +159,11 @@ int cmd_load(int argc, char **argv)
             }
             printf("]}");
         } else {
-            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed and read in %.3f s (%.2f GB/s)\n", r, a.tp,
+            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed and read in %.3f s (%.2f GB/s)", r, a.tp,
                    qtl_load_param_count(l), (double)h / 1e6, (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
+            if (!strcmp(a.stage, "processed"))
+                printf(", post-processed in %.3f s", qtl_load_process_seconds(l));
+            printf("\n");
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
