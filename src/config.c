@@ -203,6 +203,11 @@ static void ct_group_scheme(struct ct_group *g, json_t *grp)
         }
         json_t *ao = json_object_get(w, "actorder");
         q->actorder = args_is(w, "actorder", "group") || args_is(w, "actorder", "dynamic") || json_is_true(ao);
+        if (q->actorder) { /* vLLM 0.32 (compressed_tensors.py) refuses these when it reads the config */
+            g->unsupported = 1;
+            snprintf(g->why, sizeof g->why, "actorder=%.16s (weight_g_idx; vLLM 0.32 refuses group/dynamic ordering)",
+                     json_is_string(ao) ? json_string_value(ao) : "true");
+        }
     } else {
         g->unsupported = 1;
         snprintf(g->why, sizeof g->why, "%s %d-bit weights with %s activations", wfloat ? "float" : "int", bits,

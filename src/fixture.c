@@ -50,7 +50,7 @@ static const struct fx_scheme schemes[] = {
     {"ct-w4a16", FAM_CT, W_PACK, ACT_NONE, 4, 128, 0, 0, "compressed-tensors pack-quantized int4 g128 symmetric"},
     {"ct-w4a16-asym", FAM_CT, W_PACK, ACT_NONE, 4, 128, 1, 0, "pack-quantized int4 g128 with zero points"},
     {"ct-w8a16", FAM_CT, W_PACK, ACT_NONE, 8, 128, 0, 0, "pack-quantized int8 g128"},
-    {"ct-w4a16-actorder", FAM_CT, W_PACK, ACT_NONE, 4, 128, 0, 1, "pack-quantized int4 g128 with g_idx (act-order)"},
+    {"ct-w4a16-actorder", FAM_CT, W_PACK, ACT_NONE, 4, 128, 0, 1, "int4 g128 with g_idx (actorder=group; vLLM 0.32 refuses it)"},
     {"modelopt-fp8", FAM_MODELOPT, W_FP8_TENSOR, ACT_FP8_STATIC, 0, 0, 0, 0, "ModelOpt FP8"},
     {"modelopt-nvfp4", FAM_MODELOPT, W_NVFP4, ACT_NVFP4, 0, 16, 0, 0, "ModelOpt NVFP4"},
 };

@@ -166,8 +166,10 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
     }
     l->in_pp = kind == LK_ROW ? in_full / tp : in_full;
     int rc = qtl_config_layer_quant(m->cfg, prefix, parts, nparts, &l->q);
-    if (rc)
+    if (rc) {
+        m->fail_id = rc == QTL_ERR_UNSUPPORTED ? "config.unsupported" : NULL;
         return qtl__fail(m->err, rc, "%s", qtl_config_errmsg(m->cfg));
+    }
     m->nlayers++;
     if (!partition_checks(m, l))
         return m->err->code;

@@ -185,6 +185,8 @@ static void test_round_trip(void **state)
     (void)state;
     for (size_t si = 0; qtl_fixture_scheme_name(si); si++) {
         const char *sc = qtl_fixture_scheme_name(si);
+        if (tu_vllm_refuses(sc))
+            continue;
         char d[512], out[512], outl[512], path[600];
         snprintf(d, sizeof d, "%s/rt-%s", QTL_TEST_TMP, sc);
         snprintf(out, sizeof out, "%s/rt-%s-sharded", QTL_TEST_TMP, sc);

@@ -127,3 +127,5 @@ void tu_json_hooks(int on)
     else
         json_set_alloc_funcs(malloc, free);
 }
+
+int tu_vllm_refuses(const char *scheme) { return !strcmp(scheme, "ct-w4a16-actorder"); }

@@ -21,6 +21,9 @@ unsigned char *tu_image_padded(const char *header, const void *data, size_t dlen
 uint32_t tu_xorshift(uint32_t *state);
 
 void tu_mkdir_p(const char *path);
+/* Fixture schemes vLLM 0.32 refuses to load (CT actorder=group, "no longer supported"):
+ * qtl refuses them too (config.unsupported); loops over loadable schemes skip them. */
+int tu_vllm_refuses(const char *scheme);
 void tu_rm_rf(const char *path);
 void tu_write(const char *path, const void *buf, size_t n);
 char *tu_path(const char *dir, const char *name); /* static buffer ring of 8 */

@@ -489,7 +489,8 @@ def kernel_substitutes():
         point, azp_adj), TritonFp8BlockScaledMMKernel (FP8 block), EmulationNvFp4LinearKernel
         (NVFP4 W4A4; its post-load step is layout-free) are selected on the CPU;
       - kernels whose post-load step is only a layout change qtl keeps out (Marlin NVFP4 W4A16
-        repack, the WNA16 kernels' repack) are selected but their step is not run;
+        repack, the WNA16 kernels' repack) are selected but their step is not run (8-bit WNA16
+        stays skipped: no CPU kernel implements it and the GPU ones check the platform);
       - CUDA ops the CPU build lacks get torch arithmetic of the kernel: static_scaled_fp8_quant
         = e4m3 RNE of clamp(x * (1/s), +-448), as csrc's static FP8 quant.
     Returns the list each substitute adds its name to when it acts (saved with the results)."""
@@ -583,6 +584,7 @@ def free_port():
 def run_vllm(d, tp, out):
     """vLLM's per-rank state of checkpoint d at tp: ([out-rank-r prefix per rank], load seconds of
     rank 0) or (None, vLLM's last error line)."""
+    import re
     port = free_port()
     env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", OMP_NUM_THREADS="1" if tp > 1 else os.environ.get(
         "OMP_NUM_THREADS", "2"))
@@ -593,7 +595,7 @@ def run_vllm(d, tp, out):
     for so, se, rc in res:
         if rc:
             lines = [x for x in se.strip().splitlines() if x.strip()]
-            err = [x for x in lines if "Error" in x or "error" in x]
+            err = [x for x in lines if re.search(r"[Ee]rror[:,]", x)]  # "ValueError: ..." or pydantic's "Value error, ..."
             return None, (err or lines or ["exit %d" % rc])[-1][:400]
     secs = float(res[0][0].split()[-1])
     return ["%s-rank-%d" % (out, r) for r in range(tp)] if out != "-" else [], secs
@@ -725,10 +727,10 @@ def part_vllm(build):
                 r = subprocess.run([qtl, "shard", d, "--tp", str(tp), "--stage", stage, "-o", qdirs[stage]],
                                    capture_output=True, text=True)
                 if r.returncode and not qerr:
-                    qerr = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+                    qerr = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[0]  # the first says why
             if ranks is None:
                 if qerr:
-                    print("SKIP %s: vLLM refuses it (%s); qtl refuses it too (%s)" % (tag, info, qerr))
+                    report(True, "%s: vLLM refuses it (%s); qtl refuses it too (%s)" % (tag, info, qerr))
                 else:
                     print("SKIP %s: vLLM on this CPU cannot load it: %s" % (tag, info))
                 continue
