@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 struct finding {
@@ -101,21 +100,6 @@ static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const cha
 
 /* ---- open ---- */
 
-/* Large parameters are filled once by reads: ask for transparent huge pages
- * over the 2 MiB-aligned interior (512x fewer page faults; a hint only). */
-static void hugepage_hint(void *p, size_t n)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
-    if (n >= 2 * huge && b > a)
-        (void)madvise((void *)a, (size_t)(b - a), MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
-
 static int alloc_params(qtl_load_t *l)
 {
     for (size_t i = 0; i < l->m.nparams; i++) {
@@ -125,8 +109,6 @@ static int alloc_params(qtl_load_t *l)
         int bulk = !p->is_scale || p->kind == PK_GROUP || p->kind == PK_BLOCK || p->kind == PK_MODEL_WEIGHT;
         int read = l->verify == 0 || (l->verify == 1 && !bulk) || (l->verify == 2 && p->is_scale);
         p->data = read ? calloc(1, p->nbytes ? (size_t)p->nbytes : 1) : NULL;
-        if (p->data)
-            hugepage_hint(p->data, (size_t)p->nbytes);
         /* units of coverage: rows (slots) along dim 0, or the whole parameter */
         int whole = p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED || p->ndim == 0;
         p->nunits = whole ? 1 : p->shape[0];
