@@ -5,32 +5,68 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-static int file_read(void *ud, void *dst, size_t len, uint64_t offset)
+/* pread of one span, retried until complete; on failure `why` says what and
+ * QTL_ERR_IO is returned. Touches nothing shared, so spans may run in parallel. */
+static int read_span(int fd, unsigned char *p, size_t len, uint64_t offset, char *why, size_t cap)
 {
-    struct qtl_file_source *fs = ud;
-    unsigned char *p = dst;
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        if (offset > (uint64_t)INT64_MAX)
-            return qtl__fail(fs->err, QTL_ERR_IO, "%s: read offset %llu out of range", fs->name,
-                             (unsigned long long)offset);
-        ssize_t r = pread(fs->fd, p, chunk, (off_t)offset);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return qtl__fail(fs->err, QTL_ERR_IO, "%s: read of %zu bytes at offset %llu failed: %s", fs->name,
-                             chunk, (unsigned long long)offset, strerror(errno));
+        if (offset > (uint64_t)INT64_MAX) {
+            snprintf(why, cap, "read offset %llu out of range", (unsigned long long)offset);
+            return QTL_ERR_IO;
         }
-        if (r == 0)
-            return qtl__fail(fs->err, QTL_ERR_IO,
-                             "%s: unexpected end of file at offset %llu (the file shrank while open?)", fs->name,
-                             (unsigned long long)offset);
+        ssize_t r = pread(fd, p, chunk, (off_t)offset);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0)
+                snprintf(why, cap, "read of %zu bytes at offset %llu failed: %s", chunk, (unsigned long long)offset,
+                         strerror(errno));
+            else
+                snprintf(why, cap, "unexpected end of file at offset %llu (the file shrank while open?)",
+                         (unsigned long long)offset);
+            return QTL_ERR_IO;
+        }
         p += r;
         len -= (size_t)r;
         offset += (uint64_t)r;
     }
+    return 0;
+}
+
+/* Large reads are split over the OpenMP threads (copying out of the page cache
+ * and faulting in the destination are per-core work); the bytes are the same. */
+static int file_read(void *ud, void *dst, size_t len, uint64_t offset)
+{
+    struct qtl_file_source *fs = ud;
+    enum { MAX_SPANS = 16 };
+    const size_t min_span = (size_t)4 << 20;
+    int nspan = 1;
+#ifdef _OPENMP
+    nspan = omp_get_max_threads();
+    nspan = nspan > MAX_SPANS ? MAX_SPANS : nspan;
+    while (nspan > 1 && len / (size_t)nspan < min_span)
+        nspan--;
+#endif
+    int rc[MAX_SPANS] = {0};
+    char why[MAX_SPANS][160];
+    size_t per = (len / (size_t)nspan + 4095) & ~(size_t)4095;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nspan) schedule(static) if (nspan > 1)
+#endif
+    for (int k = 0; k < nspan; k++) {
+        size_t lo = (size_t)k * per < len ? (size_t)k * per : len, hi = lo + per < len ? lo + per : len;
+        rc[k] = read_span(fs->fd, (unsigned char *)dst + lo, hi - lo, offset + lo, why[k], sizeof why[k]);
+    }
+    for (int k = 0; k < nspan; k++)
+        if (rc[k])
+            return qtl__fail(fs->err, rc[k], "%s: %s", fs->name, why[k]);
     return 0;
 }
 
