@@ -195,6 +195,46 @@ static void test_roundtrip_every_dtype(void **state)
         free(data[d]);
 }
 
+/* Reads large enough to be split over the OpenMP threads (spans of >= 4 MiB,
+ * 4 KiB-aligned, the last one short) return the written bytes exactly. */
+static void test_large_split_read(void **state)
+{
+    (void)state;
+    tu_mkdir_p(QTL_TEST_TMP);
+    const char *path = tu_path(QTL_TEST_TMP, "large.safetensors");
+    const uint64_t shape[2] = {4099, 6151}; /* 25.2 MB of U8, odd sizes */
+    size_t nb = (size_t)(shape[0] * shape[1]);
+    unsigned char *data = malloc(nb), *back = malloc(nb);
+    assert_non_null(data);
+    assert_non_null(back);
+    uint32_t seed = 7;
+    for (size_t k = 0; k < nb; k++)
+        data[k] = (unsigned char)((seed = seed * 1103515245u + 12345u) >> 16);
+    qtl_st_writer_t *w;
+    qtl_st_writer_new(NULL, &w);
+    qtl_st_writer_add(w, "small", QTL_DTYPE_U8, 1, (const uint64_t[]){3}, "abc", 3); /* unaligned start */
+    TU_EXPECT(qtl_st_writer_add(w, "big", QTL_DTYPE_U8, 2, shape, data, nb), QTL_OK, qtl_st_writer_errmsg(w));
+    TU_EXPECT(qtl_st_writer_write_file(w, path), QTL_OK, qtl_st_writer_errmsg(w));
+    qtl_st_writer_free(w);
+    qtl_st_t *st;
+    TU_EXPECT(qtl_st_open_file(path, NULL, &st), QTL_OK, qtl_st_errmsg(st));
+    size_t big = 0;
+    struct qtl_tensor_info ti;
+    for (size_t i = 0; i < qtl_st_tensor_count(st); i++)
+        if (qtl_st_tensor_at(st, i, &ti) == QTL_OK && !strcmp(ti.name, "big"))
+            big = i;
+    memset(back, 0, nb);
+    TU_EXPECT(qtl_st_read_tensor(st, big, back, nb), QTL_OK, qtl_st_errmsg(st));
+    assert_memory_equal(back, data, nb);
+    memset(back, 0, nb); /* rows 1..4097, all columns: one contiguous range at an odd offset */
+    TU_EXPECT(qtl_st_read_block(st, big, 1, 4097, 0, shape[1], back, (size_t)(4097 * shape[1])), QTL_OK,
+              qtl_st_errmsg(st));
+    assert_memory_equal(back, data + shape[1], (size_t)(4097 * shape[1]));
+    qtl_st_close(st);
+    free(data);
+    free(back);
+}
+
 static void test_write_errors(void **state)
 {
     (void)state;
@@ -214,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_order_and_escapes),
         cmocka_unit_test(test_roundtrip_every_dtype),
+        cmocka_unit_test(test_large_split_read),
         cmocka_unit_test(test_write_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
