@@ -8,7 +8,6 @@
  * Size: tensors are produced at write time, one stored module at a time. */
 #include "internal.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

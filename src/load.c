@@ -338,25 +338,21 @@ static int copy_block(qtl_load_t *l, struct lparam *p, const struct src *s, uint
         return QTL_OK;
     }
     unsigned char *dst = p->data + dst_row * pcols(p) * qtl_dtype_bits(p->dtype) / 8;
-    int direct = s->ti.dtype == p->dtype; /* the common case: read straight into the parameter */
-    unsigned char *buf = direct ? dst : malloc(sbytes ? (size_t)sbytes : 1);
-    if (!buf)
+    /* same dtype (the common case): read straight into the parameter; else convert from tmp */
+    unsigned char *tmp = s->ti.dtype == p->dtype ? NULL : malloc(sbytes ? (size_t)sbytes : 1), *buf = tmp ? tmp : dst;
+    if (s->ti.dtype != p->dtype && !tmp)
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     int rc = nr && nc ? qtl_ckpt_read_block(l->ck, s->index, r0, nr, c0, nc, buf, (size_t)sbytes) : 0;
-    if (rc) {
-        if (!direct)
-            free(buf);
+    if (!rc)
+        l->bytes_read += sbytes;
+    int bad_dtype = !rc && tmp && convert(s->ti.dtype, tmp, p->dtype, dst, n);
+    free(tmp);
+    if (rc)
         return finding(l, rc, "tensor.read", s->ti.file, s->ti.name, "%s", qtl_ckpt_errmsg(l->ck));
-    }
-    l->bytes_read += sbytes;
-    if (!direct && convert(s->ti.dtype, buf, p->dtype, dst, n)) {
-        free(buf);
+    if (bad_dtype)
         return finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.dtype", s->ti.file, s->ti.name,
                        "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
                        qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
-    }
-    if (!direct)
-        free(buf);
     for (uint64_t u = mark0; u < mark0 + nmark && u < p->nunits; u++)
         p->written[u]++;
     if (!p->first_src[0])
@@ -658,13 +654,18 @@ static void final_checks(qtl_load_t *l)
     }
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
 /* The end of every run: whole-load checks, the time taken, the first error's code. */
 static int finish_run(qtl_load_t *l, const struct timespec *t0)
 {
-    struct timespec t1;
     final_checks(l);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    l->seconds = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+    l->seconds = seconds_since(t0);
     for (size_t i = 0; i < l->nf; i++)
         if (l->f[i].sev == QTL_SEV_ERROR)
             return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
@@ -786,13 +787,12 @@ int qtl_load_process(qtl_load_t *l)
             return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
                              "not post-processing a load with error-level findings (first: %s)", l->f[i].message);
     int differ;
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = qtl__model_process(&l->m, &differ);
     if (rc)
         return qtl__fail(&l->err, rc, "post-processing failed: %s", qtl_strerror(rc));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    l->process_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    l->process_seconds = seconds_since(&t0);
     l->processed = 1;
     if (differ)
         finding(l, QTL_OK, "scale.slots-differ", NULL, NULL,
@@ -819,13 +819,10 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
         rc = qtl_st_writer_add(w, p->name, p->dtype, p->ndim, p->shape, p->data, p->nbytes);
     }
     int mk = rc ? 0 : qtl__mkdirs(path, 1);
-    if (mk) {
+    if (mk)
         rc = qtl__fail(&l->err, QTL_ERR_OPEN, "%s: cannot create its directory: %s", path, strerror(mk));
-    } else {
-        rc = rc ? rc : qtl_st_writer_write_file(w, path);
-        if (rc)
-            qtl__fail(&l->err, rc, "%s", qtl_st_writer_errmsg(w));
-    }
+    else if ((rc = rc ? rc : qtl_st_writer_write_file(w, path)))
+        qtl__fail(&l->err, rc, "%s", qtl_st_writer_errmsg(w));
     qtl_st_writer_free(w);
     return rc;
 }

@@ -4,10 +4,8 @@
  * write them as one safetensors file per rank. */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 struct args {
