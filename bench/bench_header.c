@@ -135,6 +135,7 @@ static int bench_header(int argc, char **argv)
 }
 
 int bench_dequant(int argc, char **argv);
+int bench_load(int argc, char **argv);
 
 int cmd_bench(int argc, char **argv)
 {
@@ -142,7 +143,10 @@ int cmd_bench(int argc, char **argv)
         return bench_header(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "dequant"))
         return bench_dequant(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "load"))
+        return bench_load(argc - 2, argv + 2);
     printf("usage: qtl bench header [--tensors N] [--reps R]\n"
-           "       qtl bench dequant [--rows R --cols C] [--reps R]   (default 8192 x 8192, 7 reps)\n");
+           "       qtl bench dequant [--rows R --cols C] [--reps R]   (default 8192 x 8192, 7 reps)\n"
+           "       qtl bench load CKPT [--tp T] [--rank R] [--threads N] [--reps K] [--direct]\n");
     return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? CLI_OK : CLI_USAGE;
 }

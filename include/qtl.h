@@ -524,38 +524,59 @@ QTL_API int qtl_config_layer_quant(qtl_config_t *c, const char *prefix, const ch
 QTL_API const char *qtl_layer_scheme_name(enum qtl_layer_scheme s);
 QTL_API const char *qtl_arch_name(enum qtl_arch a);
 
-/* ---- loading (src/model.c, src/load.c) ------------------------------------------
- * Stage "loaded": the parameters one tensor-parallel rank holds in vLLM right
- * after the last weight_loader call, under vLLM's names, dtypes and per-rank
- * shapes (qkv_proj / gate_up_proj fused; per-tensor scales as F32 [L], one
- * slot per logical sub-matrix; F32_MIN where vLLM pre-fills). Every element
- * and slot is tracked; findings (stable IDs, shared with `qtl verify`):
+/* ---- loading: plan, then execute (src/model.c, src/plan.c, src/exec.c, src/load.c)
+ * qtl_load_open builds the rank's PLAN from the shard headers, config and
+ * layout, reading no tensor data: every parameter vLLM creates (vLLM's names,
+ * dtypes, per-rank shapes; qkv_proj / gate_up_proj fused; per-tensor scales as
+ * F32 [L], one slot per logical sub-matrix; F32_MIN where vLLM pre-fills) and
+ * every copy vLLM's weight_loader calls make, as ops (qtl_load_op_at). Shapes,
+ * dtypes, coverage and vLLM's last-write-wins order are resolved on the plan,
+ * so these findings exist before the first byte is read:
  *   tensor.unmapped       a checkpoint tensor no parameter takes
  *   tensor.shape          shapes that do not fit the parameter and tp
  *   tensor.dtype          a dtype the parameter cannot take
+ *   tensor.shard          a shard id or slot the parameter does not have
  *   scale.vector          a per-tensor scale stored as a [n > 1] vector
  *   param.unwritten       parameter rows never written
  *   scale.unwritten       scale rows / slots never written (vLLM keeps F32_MIN or garbage)
  *   param.double-write    rows written twice
+ *   consequence (info)    rows left unwritten by a tensor that failed above
+ * qtl_load_run EXECUTES the plan (sorted, coalesced, cut into 8 MiB pieces over
+ * `threads` workers; strided row-parallel reads per row or sieved) into one
+ * 2 MiB-aligned arena, the caller's buffer (qtl_load_set_buffer) or the
+ * caller's per-parameter memory (qtl_load_bind), then checks what arrived:
+ *   tensor.read           a read failed (file, tensor, offset, reason)
+ *   file.changed          a file's size differs from the plan's
  *   param.overwrite-differs (warning) a whole-overwrite parameter (INT8 input_scale,
- *                         weight_shape, g_idx) got different values; vLLM keeps the last
+ *                         g_idx) got different values; vLLM keeps the last
  *   scale.nan / scale.inf / scale.nonpositive   bad scale values
  * plus the checkpoint's own findings (shard-missing, tensor-missing, ...).
- * `allow` downgrades the listed IDs to warnings. */
+ * `allow` downgrades the listed IDs to warnings.
+ * Threads: a handle is used by one thread at a time; qtl_load_run uses
+ * `threads` workers inside. Pointers returned by the accessors stay valid until
+ * qtl_load_close, except that qtl_load_process renames, replaces and drops
+ * parameters (re-read them with qtl_load_param_at afterwards). */
+enum qtl_read_level {
+    QTL_READ_ALL = 0,         /* every parameter */
+    QTL_READ_SCALES = 1,      /* per-tensor, global, channel and input scales and small parameters */
+    QTL_READ_SCALES_DEEP = 2, /* every scale, group and block scales included */
+    QTL_READ_NONE = 3         /* the plan only: qtl_load_run reads nothing */
+};
 struct qtl_load_options {
     uint32_t tp, rank;
     enum qtl_dtype dtype_override;     /* BF16 / F16, or QTL_DTYPE_COUNT to follow torch_dtype */
     const char *const *allow;          /* finding IDs downgraded to warnings */
     size_t nallow;
-    const struct qtl_allocator *allocator;
-    /* Called after each checkpoint tensor with the tensors done and total (may be NULL). */
+    const struct qtl_allocator *allocator; /* every allocation but the parameter arena (mmap) */
+    /* Called while planning, after each checkpoint tensor, with the tensors done and total (may be NULL). */
     void (*progress)(void *ud, size_t done, size_t total);
     void *progress_ud;
-    /* Verification: 0 loads everything; 1 reads only per-tensor, global, channel
-     * and input scales (weights and group/block scales are planned and checked
-     * for dtype and shape, not read); 2 also reads group/block scales; 3 reads
-     * nothing (plan only). Unread parameters have data == NULL. */
+    /* enum qtl_read_level: unread parameters have data == NULL (their ops are planned and checked). */
     int verify;
+    unsigned threads; /* executor workers; 0: the number of cores */
+    int direct;       /* O_DIRECT reads (aligned supersets); buffered where the file system refuses */
+    /* Called during qtl_load_run with bytes done and total (may be NULL; from one thread at a time). */
+    void (*progress_bytes)(void *ud, uint64_t done, uint64_t total);
 };
 struct qtl_param_info {
     const char *name; /* vLLM's parameter name */
@@ -563,20 +584,50 @@ struct qtl_param_info {
     enum qtl_dtype dtype;
     uint32_t ndim;
     const uint64_t *shape;
-    const void *data; /* owned by the load handle */
+    const void *data; /* NULL before qtl_load_run and when not read; owned by the handle or the binder */
     uint64_t nbytes;
 };
+/* One planned copy: `rows` rows of `row_bytes` bytes from `src_offset` in the
+ * file, `src_pitch` apart, to byte `dst_offset` of the parameter, `dst_pitch`
+ * apart; converted when the dtypes differ (torch's copy_). A superseded op is
+ * a whole-overwrite write a later op replaces (vLLM's last write wins): it is
+ * read only to compare values. */
+struct qtl_copy_op {
+    const char *tensor; /* the checkpoint's name */
+    size_t file;        /* qtl_load_file_at index */
+    size_t param;       /* qtl_load_param_at index */
+    uint64_t src_offset, rows, row_bytes, src_pitch;
+    uint64_t dst_offset, dst_pitch;
+    int32_t slot;    /* per-tensor scale slot, -1 otherwise */
+    uint32_t expert; /* UINT32_MAX for dense layers */
+    enum qtl_dtype src_dtype, dst_dtype;
+    int superseded;
+};
 typedef struct qtl_load qtl_load_t;
-/*! qtl_load_open() : open the checkpoint at `path` and its config, and lay out
- *  the rank's parameters (no tensor data read yet). */
+/*! qtl_load_open() : open the checkpoint at `path` and its config and build
+ *  the rank's plan (no tensor data read). A failure to lay out the model at
+ *  this tp is an error return (qtl_load_fail_id names it); plan findings are
+ *  listed, not returned. On error *out is still set: read the message, then close. */
 QTL_API int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t **out);
-/*! qtl_load_run() : read what the rank needs and fill its parameters; then
- *  check coverage and scale values. @return QTL_OK or the status of the first
- *  error-level finding (every finding is listed by qtl_load_finding_at). */
+/*! qtl_load_run() : execute the plan and check the values read. @return QTL_OK
+ *  or the status of the first error-level finding (every finding is listed by
+ *  qtl_load_finding_at); QTL_ERR_NOMEM when memory ran out. Once per handle. */
 QTL_API int qtl_load_run(qtl_load_t *l);
+/*! qtl_load_bytes_needed() : bytes of parameter memory qtl_load_run needs at
+ *  this read level (the arena's size, or what qtl_load_set_buffer must give). */
+QTL_API uint64_t qtl_load_bytes_needed(qtl_load_t *l);
+/*! qtl_load_set_buffer() : parameters go into [base, base+size) (the caller's:
+ *  pinned host memory, an arena reused across loads) instead of a fresh arena.
+ *  Before qtl_load_run; size >= qtl_load_bytes_needed. Not zeroed by qtl
+ *  beyond what the plan writes (every written unit, vocab padding, pre-fills). */
+QTL_API int qtl_load_set_buffer(qtl_load_t *l, void *base, size_t size);
+/*! qtl_load_bind() : parameter i's bytes go to dst (nbytes must be its size),
+ *  e.g. a tensor a framework allocated. Before qtl_load_run; dst stays the caller's. */
+QTL_API int qtl_load_bind(qtl_load_t *l, size_t i, void *dst, uint64_t nbytes);
 /*! qtl_load_process() : stage "processed" (docs/processed.md): each scheme's
  *  post-processing as vLLM's process_weights_after_loading, without kernel
- *  layout changes (weights stay [N, K]). Refused after error-level findings. */
+ *  layout changes (weights stay [N, K]). Refused after error-level findings
+ *  and for loads that did not read everything. */
 QTL_API int qtl_load_process(qtl_load_t *l);
 /*! qtl_fp8_requantize() : vLLM's requantize_with_max_scale on one sub-matrix
  *  of E4M3 codes: fp16(fp16(q) * fp16(s_i)) then E4M3 RNE of that * (1/s_max),
@@ -599,8 +650,22 @@ QTL_API size_t qtl_load_param_count(const qtl_load_t *l);
 QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi);
 QTL_API size_t qtl_load_finding_count(const qtl_load_t *l);
 QTL_API int qtl_load_finding_at(const qtl_load_t *l, size_t i, struct qtl_diag *d);
+/* The plan. */
+QTL_API size_t qtl_load_op_count(const qtl_load_t *l);
+QTL_API int qtl_load_op_at(const qtl_load_t *l, size_t i, struct qtl_copy_op *op);
+QTL_API size_t qtl_load_file_count(const qtl_load_t *l);
+/*! qtl_load_file_at() : the path of file i and its size when planned. */
+QTL_API const char *qtl_load_file_at(const qtl_load_t *l, size_t i, uint64_t *size);
+/*! qtl_load_plan_hash() : 64-bit FNV-1a over the files (names, sizes), the
+ *  tensor table, the model and layer schemes from the config, and the layout
+ *  (tp) — not the rank: every rank of one load must agree (MPI compares it). */
+QTL_API uint64_t qtl_load_plan_hash(const qtl_load_t *l);
+/*! qtl_load_bytes_to_read() : source bytes the ops of read parameters ask for. */
+QTL_API uint64_t qtl_load_bytes_to_read(const qtl_load_t *l);
+/*! qtl_load_bytes_read() : bytes qtl_load_run read from files (sieved
+ *  row-parallel reads and coalesced gaps included). */
 QTL_API uint64_t qtl_load_bytes_read(const qtl_load_t *l);
-/*! qtl_load_seconds() : wall time of qtl_load_run (plan checks, reads, coverage);
+/*! qtl_load_seconds() : wall time of qtl_load_run (memory, reads, value checks);
  *  qtl_load_process_seconds() : of qtl_load_process (0 when not run). */
 QTL_API double qtl_load_seconds(const qtl_load_t *l);
 QTL_API double qtl_load_process_seconds(const qtl_load_t *l);

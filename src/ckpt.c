@@ -565,6 +565,11 @@ int qtl_ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i, char *buf, size_t cap)
     return QTL_OK;
 }
 
+const char *qtl__ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i)
+{
+    return i < ck->ntensors ? ck->tensors[i].name : NULL;
+}
+
 int qtl_ckpt_tensor_shard(const qtl_ckpt_t *ck, size_t i, size_t *shard)
 {
     if (i >= ck->ntensors)

@@ -86,6 +86,14 @@ int qtl__hmap_find(const struct qtl_hmap *m, const char *key, size_t len, qtl_hm
 int qtl__dtype_nbytes(enum qtl_dtype dt, uint64_t numel, uint64_t *nbytes);
 /* Element count of a shape with overflow check. */
 int qtl__shape_numel(const uint64_t *shape, uint32_t ndim, uint64_t *numel);
+int qtl__dtype_is_float(enum qtl_dtype d); /* F32, BF16, F16 */
+int qtl__dtype_is_int(enum qtl_dtype d);   /* I8..I64, U8..U64 */
+/* 1 when qtl__convert can turn s into d (equal, float<->float, int<->int). */
+int qtl__dtype_convertible(enum qtl_dtype s, enum qtl_dtype d);
+/* Convert n elements as torch's copy_ does (floats through f32 with RNE,
+ * integers by value, truncated to the destination width). 0, or -1 when the
+ * pair is not convertible. src and dst must not overlap. */
+int qtl__convert(enum qtl_dtype sd, const unsigned char *src, enum qtl_dtype dd, unsigned char *dst, uint64_t n);
 
 /* ---- file byte source (source.c) ---- */
 struct qtl_file_source {
@@ -98,6 +106,18 @@ int qtl__file_source_open(struct qtl_file_source *fs, const char *path, struct q
                           struct qtl_err *err);
 void qtl__file_source_close(struct qtl_file_source *fs);
 int qtl__memory_read(void *ud, void *dst, size_t len, uint64_t offset);
+
+/* ---- 2-D blocks of a tensor (st_read.c) ---- */
+/* Rows [row0, +nrows) x columns [col0, +ncols) of a tensor viewed as [dim0,
+ * product of the rest]: its bytes per row, the block's byte offset and bytes
+ * within a row. QTL_ERR_RANGE (message in err) when outside or not on bytes. */
+int qtl__st_block_ranges(const struct qtl_tensor_info *ti, uint64_t row0, uint64_t nrows, uint64_t col0,
+                         uint64_t ncols, struct qtl_err *err, uint64_t *row_bytes, uint64_t *col_off,
+                         uint64_t *col_bytes);
+
+/* ---- checkpoints (ckpt.c) ---- */
+/* Tensor i's name, owned by the checkpoint; NULL when out of range. */
+const char *qtl__ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i);
 
 /* ---- JSON files (json.c) ---- */
 struct json_t;

@@ -3,6 +3,9 @@
 #define QTL_LOAD_INTERNAL_H
 
 #include "internal.h"
+#include "exec.h"
+
+#define QTL_NO_EXPERT UINT32_MAX
 
 /* vLLM parameter classes (parameter.py) plus embeddings and norms. */
 enum pkind {
@@ -41,9 +44,15 @@ struct lparam {
     int layer; /* owning linear layer, -1 for embeddings and norms */
     int is_scale, allow_zero, fill_f32_min;
     uint32_t block_n, pack;
-    unsigned char *data;
+    unsigned char *data; /* NULL until qtl_load_run (and for parameters the read level skips) */
     uint64_t nbytes;
-    uint32_t *written; /* write count per unit (rows, slots, or 1 unit for whole params) */
+    int owned;           /* data allocated for this parameter alone (post-processing results) */
+    int read;            /* the read level reads it */
+    uint64_t offset;     /* in the rank's arena */
+    long last_op;
+    uint64_t pad_from;   /* bytes from here on are zero padding (vocab rows past vocab_size) */
+    int missing;         /* some unit never written (found on the plan) */        /* whole-overwrite parameters: the op that wins (-1: none yet) */
+    uint32_t *written; /* write count per unit (rows, slots, or 1 unit for whole params), counted on the plan */
     uint64_t nunits;
     char first_src[192]; /* first checkpoint tensor written into it */
     int differs;         /* whole-overwrite params: a later write changed the value */
@@ -51,6 +60,7 @@ struct lparam {
 };
 
 struct lmodel {
+    const struct qtl_alloc *al;
     qtl_config_t *cfg;
     struct qtl_model_shape shape;
     struct qtl_err *err;
@@ -67,10 +77,100 @@ struct lmodel {
 #define SHARD_NONE (-1)
 enum { MAP_PARAM = 0, MAP_SKIP = 1, MAP_KV_SCALE = 2 };
 
+/* A planned copy: bytes of one checkpoint tensor into one parameter (or, for a
+ * superseded whole-overwrite write, into the shadow area where its value is
+ * kept only to compare with the winner's). */
+struct pop {
+    uint32_t tensor; /* checkpoint tensor index (pre-sharded: index in that file) */
+    uint32_t file;   /* plan file index */
+    uint32_t param;
+    uint32_t expert; /* QTL_NO_EXPERT for dense layers */
+    int32_t slot;    /* per-tensor scale slot, -1 otherwise */
+    enum qtl_dtype src_dtype;
+    uint64_t src_off, rows, row_bytes, src_pitch;
+    uint64_t dst_off, dst_pitch; /* in the parameter, or in the shadow area when superseded */
+    int superseded;
+};
+
+struct finding {
+    enum qtl_severity sev;
+    int code;
+    char id[32];
+    char *file, *tensor, *message;
+};
+
+struct pfile {
+    char *path;
+    uint64_t size;
+};
+
+/* The load handle: the plan (files, parameters, ops, plan findings), then what
+ * executing it produced. plan.c builds the first half, load.c the second. */
+struct qtl_load {
+    struct qtl_alloc al;
+    struct qtl_err err;
+    qtl_ckpt_t *ck;
+    qtl_config_t *cfg;
+    struct lmodel m;
+    struct finding *f;
+    size_t nf, fcap;
+    const char *const *allow;
+    size_t nallow;
+    void (*progress)(void *, size_t, size_t);
+    void (*progress_bytes)(void *, uint64_t, uint64_t);
+    void *progress_ud;
+    int verify;
+    unsigned threads;
+    int direct;
+    /* the plan */
+    struct pfile *files;
+    size_t nfiles, files_cap;
+    struct pop *ops;
+    size_t nops, ops_cap;
+    uint64_t shadow_bytes, hash;
+    /* execution */
+    void *user_base; /* qtl_load_set_buffer */
+    size_t user_size;
+    void **bound;    /* qtl_load_bind: per parameter, NULL when in the arena */
+    size_t nbound;
+    struct qtl_arena *arena;
+    unsigned char *shadow;
+    uint64_t bytes_read;
+    size_t fallbacks;
+    double seconds, process_seconds;
+    int planned, ran, processed;
+    qtl_st_t *pre;  /* pre-sharded checkpoint: this rank's model-rank-R-part-0.safetensors */
+    int pre_processed;
+};
+
+/* ---- findings (load.c) ---- */
+/* An error-level finding (a warning when `id` is allowed or code is QTL_OK). */
+int qtl__finding(qtl_load_t *l, int code, const char *id, const char *file, const char *tensor, const char *fmt, ...)
+    QTL_PRINTF(6, 7);
+int qtl__finding_sev(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
+                     const char *tensor, const char *fmt, ...) QTL_PRINTF(7, 8);
+
+/* ---- the plan (plan.c) ---- */
+/* Everything vLLM's weight_loader calls would do, as ops, with coverage, shape,
+ * dtype and last-write-wins resolved and findings recorded; no tensor data read. */
+int qtl__plan_build(qtl_load_t *l);
+/* The same for a pre-sharded file: every parameter from the tensor of its name. */
+int qtl__plan_presharded(qtl_load_t *l);
+/* Scale values and overwrite comparisons once the data is there. */
+void qtl__plan_value_checks(qtl_load_t *l);
+/* Element count and bytes of a parameter. */
+uint64_t qtl__param_numel(const struct lparam *p);
+struct lparam *qtl__find_param(qtl_load_t *l, const char *name);
+/* The checkpoint's name of the tensor an op reads. */
+const char *qtl__op_tensor(const qtl_load_t *l, const struct pop *o);
+
 int qtl__model_build(struct lmodel *m);
 /* Append a zeroed parameter (pointers into m->params move). NULL: out of memory. */
 struct lparam *qtl__model_grow(struct lmodel *m);
 int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard);
+/* Give p an owned buffer of n bytes (the old one freed when p owned it). NULL: out of memory. */
+unsigned char *qtl__param_new_data(struct lmodel *m, struct lparam *p, uint64_t n);
+void qtl__param_release(struct lmodel *m, struct lparam *p);
 /* Stage "processed" in place (postload.c); *slots_differ: a per-slot scale
  * vector reduced with max had different values (vLLM warns). */
 int qtl__model_process(struct lmodel *m, int *slots_differ);

@@ -13,14 +13,8 @@ static uint64_t ceil_div(uint64_t a, uint64_t b) { return a / b + (a % b != 0); 
 
 struct lparam *qtl__model_grow(struct lmodel *m)
 {
-    if (m->nparams == m->cap) {
-        size_t nc = m->cap ? m->cap * 2 : 64;
-        struct lparam *n = realloc(m->params, nc * sizeof *n);
-        if (!n)
-            return NULL;
-        m->params = n;
-        m->cap = nc;
-    }
+    if (qtl__grow(m->al, (void **)&m->params, &m->cap, m->nparams + 1, sizeof *m->params))
+        return NULL;
     struct lparam *p = &m->params[m->nparams++];
     memset(p, 0, sizeof *p);
     return p;
@@ -145,14 +139,8 @@ static int partition_checks(struct lmodel *m, const struct llayer *l);
 static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, const uint64_t *full, int L,
                      uint64_t in_full, const char *const *parts, size_t nparts)
 {
-    if (m->nlayers == m->lcap) {
-        size_t nc = m->lcap ? m->lcap * 2 : 16;
-        struct llayer *n = realloc(m->layers, nc * sizeof *n);
-        if (!n)
-            return QTL_ERR_NOMEM;
-        m->layers = n;
-        m->lcap = nc;
-    }
+    if (qtl__grow(m->al, (void **)&m->layers, &m->lcap, m->nlayers + 1, sizeof *m->layers))
+        return QTL_ERR_NOMEM;
     struct llayer *l = &m->layers[m->nlayers];
     memset(l, 0, sizeof *l);
     snprintf(l->prefix, sizeof l->prefix, "%s", prefix);

@@ -28,14 +28,12 @@ static float f32_at(const struct lparam *p, uint64_t i)
 }
 
 /* Replace a per-slot F32 vector by one 0-D value. */
-static int to_scalar(struct lparam *p, float v)
+static int to_scalar(struct lmodel *m, struct lparam *p, float v)
 {
-    unsigned char *d = malloc(4);
+    unsigned char *d = qtl__param_new_data(m, p, 4);
     if (!d)
         return QTL_ERR_NOMEM;
     memcpy(d, &v, 4);
-    free(p->data);
-    p->data = d;
     p->nbytes = 4;
     p->ndim = 0;
     p->shape[0] = p->shape[1] = 0;
@@ -101,10 +99,9 @@ static int add_scalar(struct lmodel *m, const struct llayer *ly, const char *suf
     p->kind = PK_BASE;
     p->dtype = dt;
     p->nbytes = qtl_dtype_bits(dt) / 8;
-    p->data = malloc((size_t)p->nbytes);
-    p->written = calloc(1, sizeof *p->written);
+    p->written = qtl__calloc(m->al, 1, sizeof *p->written);
     p->nunits = 1;
-    if (!p->data || !p->written)
+    if (!p->written || !qtl__param_new_data(m, p, p->nbytes))
         return QTL_ERR_NOMEM;
     memcpy(p->data, v, (size_t)p->nbytes);
     p->written[0] = 1;
@@ -133,9 +130,9 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
                 start += n;
             }
         }
-        if ((rc = to_scalar(ws, s_max)))
+        if ((rc = to_scalar(m, ws, s_max)))
             return rc;
-        if ((is = layer_param(m, ly, "input_scale")) && (rc = to_scalar(is, max_slots(is))))
+        if ((is = layer_param(m, ly, "input_scale")) && (rc = to_scalar(m, is, max_slots(is))))
             return rc;
         break;
     }
@@ -147,17 +144,17 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         w = layer_param(m, ly, "weight");
         if (ly->q.scheme == QTL_LS_CT_INT8_TENSOR && ly->L > 1) { /* convert_to_channelwise */
             uint64_t N = w->shape[0], start = 0;
-            unsigned char *d = malloc((size_t)N * 4);
+            float v[3];
+            for (int i = 0; i < ly->L; i++)
+                v[i] = f32_at(ws, (uint64_t)i);
+            unsigned char *d = qtl__param_new_data(m, ws, N * 4);
             if (!d)
                 return QTL_ERR_NOMEM;
             for (int i = 0; i < ly->L; i++) {
-                float v = f32_at(ws, (uint64_t)i);
                 for (uint64_t r = start; r < start + ly->part[i]; r++)
-                    memcpy(d + 4 * r, &v, 4);
+                    memcpy(d + 4 * r, &v[i], 4);
                 start += ly->part[i];
             }
-            free(ws->data);
-            ws->data = d;
             ws->nbytes = N * 4;
             ws->ndim = 2;
             ws->shape[0] = N;
@@ -169,17 +166,16 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         float s = f32_at(is, 0);
         zp = layer_param(m, ly, "input_zero_point");
         if (!zp) {
-            rc = to_scalar(is, s); /* max over one value */
+            rc = to_scalar(m, is, s); /* max over one value */
             break;
         }
         int32_t azp = (int8_t)zp->data[0];
         float range_max = s * (float)(127 - azp), range_min = s * (float)(-128 - azp);
         float scale = (range_max - range_min) / 255.0f;
         int32_t azp2 = (int32_t)(-128.0f - range_min / scale);
-        if ((rc = to_scalar(is, scale)))
+        if ((rc = to_scalar(m, is, scale)))
             return rc;
-        free(zp->data);
-        if (!(zp->data = malloc(4)))
+        if (!qtl__param_new_data(m, zp, 4))
             return QTL_ERR_NOMEM;
         memcpy(zp->data, &azp2, 4);
         zp->dtype = QTL_DTYPE_I32;
@@ -197,10 +193,9 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         p->shape[0] = 1;
         p->shape[1] = N;
         p->nbytes = N * 4;
-        p->data = malloc((size_t)p->nbytes);
-        p->written = calloc(1, sizeof *p->written);
+        p->written = qtl__calloc(m->al, 1, sizeof *p->written);
         p->nunits = 1;
-        if (!p->data || !p->written)
+        if (!p->written || !qtl__param_new_data(m, p, p->nbytes))
             return QTL_ERR_NOMEM;
         for (uint64_t n = 0; n < N; n++) {
             int32_t sum = 0;
@@ -217,14 +212,14 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         struct lparam *wg = layer_param(m, ly, "weight_global_scale");
         *slots_differ |= !slots_equal(wg);
         float wgs = 1.0f / max_slots(wg);
-        if ((rc = to_scalar(wg, wgs)))
+        if ((rc = to_scalar(m, wg, wgs)))
             return rc;
         struct lparam *ig = layer_param(m, ly, "input_global_scale");
         if (!ig)
             break;
         *slots_differ |= !slots_equal(ig);
         float inv = max_slots(ig), igs = 1.0f / inv, alpha = igs * wgs;
-        if ((rc = to_scalar(ig, igs)) || (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)) ||
+        if ((rc = to_scalar(m, ig, igs)) || (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)) ||
             (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)))
             return rc;
         break;
@@ -236,7 +231,7 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         float wgs = max_slots(s2);
         if (ly->q.scheme == QTL_LS_MODELOPT_W4A16_NVFP4) {
             rename_param(s2, ly, "weight_global_scale");
-            rc = to_scalar(s2, wgs);
+            rc = to_scalar(m, s2, wgs);
             drop(in);
             break;
         }
@@ -244,7 +239,7 @@ static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_d
         float igs = max_slots(in), alpha = igs * wgs, inv = 1.0f / igs;
         rename_param(s2, ly, "weight_global_scale");
         rename_param(in, ly, "input_global_scale");
-        if ((rc = to_scalar(s2, wgs)) || (rc = to_scalar(in, igs)) || (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)) ||
+        if ((rc = to_scalar(m, s2, wgs)) || (rc = to_scalar(m, in, igs)) || (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)) ||
             (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)))
             return rc;
         break;
@@ -267,10 +262,8 @@ int qtl__model_process(struct lmodel *m, int *slots_differ)
     for (size_t i = 0; i < m->nparams; i++) {
         if (m->params[i].name[0])
             m->params[k++] = m->params[i];
-        else {
-            free(m->params[i].data);
-            free(m->params[i].written);
-        }
+        else
+            qtl__param_release(m, &m->params[i]);
     }
     m->nparams = k;
     return QTL_OK;

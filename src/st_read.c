@@ -392,9 +392,9 @@ int qtl_st_read_tensor(qtl_st_t *st, size_t index, void *dst, size_t dst_size)
     return qtl_st_read(st, index, &r, 1, dst, dst_size);
 }
 
-static int block_ranges(const struct qtl_tensor_info *ti, uint64_t row0, uint64_t nrows, uint64_t col0,
-                      uint64_t ncols, struct qtl_err *err, uint64_t *row_bytes, uint64_t *col_off,
-                      uint64_t *col_bytes)
+int qtl__st_block_ranges(const struct qtl_tensor_info *ti, uint64_t row0, uint64_t nrows, uint64_t col0,
+                         uint64_t ncols, struct qtl_err *err, uint64_t *row_bytes, uint64_t *col_off,
+                         uint64_t *col_bytes)
 {
     uint64_t rows = ti->ndim ? ti->shape[0] : 1, cols = 1;
     for (uint32_t d = 1; d < ti->ndim; d++)
@@ -423,7 +423,7 @@ int qtl_st_read_block(qtl_st_t *st, size_t index, uint64_t row0, uint64_t nrows,
     if (qtl_st_tensor_at(st, index, &ti))
         return qtl__fail(&st->err, QTL_ERR_INVALID_ARGUMENT, "%s: tensor index %zu out of range", st->name, index);
     uint64_t rb = 0, co = 0, cb = 0, total;
-    int rc = block_ranges(&ti, row0, nrows, col0, ncols, &st->err, &rb, &co, &cb);
+    int rc = qtl__st_block_ranges(&ti, row0, nrows, col0, ncols, &st->err, &rb, &co, &cb);
     if (rc)
         return rc;
     if (qtl__mul_u64(nrows, cb, &total) || total != dst_size)

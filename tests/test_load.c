@@ -25,7 +25,7 @@ static void fixture(const char *dir, const char *scheme, enum qtl_fixture_arch a
 
 static qtl_load_t *load(const char *dir, uint32_t tp, uint32_t rank, int want)
 {
-    struct qtl_load_options lo = {tp, rank, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+    struct qtl_load_options lo = {.tp = tp, .rank = rank, .dtype_override = QTL_DTYPE_COUNT};
     qtl_load_t *l = NULL;
     TU_EXPECT(qtl_load_open(dir, &lo, &l), QTL_OK, qtl_load_errmsg(l));
     int rc = qtl_load_run(l);
@@ -297,7 +297,7 @@ static void test_findings(void **state)
         fixture(d, "fp8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART, &o, 1);
         rewrite(d, cases[c].edit, cases[c].extra);
         for (uint32_t r = 0; r < 2; r++) {
-            struct qtl_load_options lo = {2, r, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+            struct qtl_load_options lo = {.tp = 2, .rank = r, .dtype_override = QTL_DTYPE_COUNT};
             qtl_load_t *l;
             assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
             assert_int_not_equal(qtl_load_run(l), QTL_OK);
@@ -306,7 +306,7 @@ static void test_findings(void **state)
             qtl_load_close(l);
             /* --allow downgrades it to a warning */
             const char *allow[2] = {cases[c].id, "scale.nonpositive"};
-            struct qtl_load_options la = {2, r, QTL_DTYPE_COUNT, allow, 2, NULL, NULL, NULL, 0};
+            struct qtl_load_options la = {.tp = 2, .rank = r, .dtype_override = QTL_DTYPE_COUNT, .allow = allow, .nallow = 2};
             assert_int_equal(qtl_load_open(d, &la, &l), QTL_OK);
             qtl_load_run(l);
             assert_true(has_finding(l, cases[c].id, QTL_SEV_WARNING));
@@ -327,7 +327,7 @@ static void test_findings(void **state)
     assert_true(named);
     qtl_load_close(l);
     /* tp that does not divide the heads */
-    struct qtl_load_options lo = {3, 0, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+    struct qtl_load_options lo = {.tp = 3, .rank = 0, .dtype_override = QTL_DTYPE_COUNT};
     assert_int_equal(qtl_load_open(d, &lo, &l), QTL_ERR_UNSUPPORTED);
     assert_non_null(strstr(qtl_load_errmsg(l), "tp=3"));
     qtl_load_close(l);
@@ -524,7 +524,7 @@ static void test_qwen_bias_and_norms(void **state)
     tu_write(tu_path(d, "config.json"), cfg2, strlen(cfg2));
     /* tp=8: one q head per rank, kv head r/4 */
     for (uint32_t r = 0; r < 8; r++) {
-        struct qtl_load_options lo = {8, r, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+        struct qtl_load_options lo = {.tp = 8, .rank = r, .dtype_override = QTL_DTYPE_COUNT};
         qtl_load_t *l;
         assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
         assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* the norms are not Qwen2's: unmapped */
@@ -544,7 +544,7 @@ static void test_qwen_bias_and_norms(void **state)
                        " \"num_key_value_heads\": 2, \"head_dim\": 16, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
                        " \"vocab_size\": 64, \"torch_dtype\": \"bfloat16\"}";
     tu_write(tu_path(d, "config.json"), cfg3, strlen(cfg3));
-    struct qtl_load_options lo = {2, 1, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+    struct qtl_load_options lo = {.tp = 2, .rank = 1, .dtype_override = QTL_DTYPE_COUNT};
     qtl_load_t *l;
     assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
     assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* Qwen3 has no qkv bias: the biases are unmapped */

@@ -21,7 +21,7 @@ static void fixture(const char *dir, const char *scheme, enum qtl_fixture_arch a
 
 static qtl_load_t *load(const char *dir, uint32_t tp, uint32_t rank, int process)
 {
-    struct qtl_load_options lo = {tp, rank, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+    struct qtl_load_options lo = {.tp = tp, .rank = rank, .dtype_override = QTL_DTYPE_COUNT};
     qtl_load_t *l = NULL;
     TU_EXPECT(qtl_load_open(dir, &lo, &l), QTL_OK, qtl_load_errmsg(l));
     TU_EXPECT(qtl_load_run(l), QTL_OK, qtl_load_errmsg(l));

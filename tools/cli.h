@@ -21,6 +21,10 @@ int cmd_shard(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* Print rank's plan (tools/cmd_plan.c): text, or one JSON object (preceded by
+ * ",\n" unless first). */
+void cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, int first);
+
 /* Print "qtl <cmd>: message" to stderr and return CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

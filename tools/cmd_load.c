@@ -1,4 +1,4 @@
-/* qtl load CKPT --tp T [--rank R] [--json] [--allow ID]...
+/* qtl load CKPT --tp T [--rank R] [--plan] [--json] [--threads N] [--direct] [--allow ID]...
  * qtl shard CKPT --tp T [--stage loaded|processed] -o OUT [--allow ID]...
  * Load each rank's parameters as vLLM does (stage "loaded", then "processed") and report, or
  * write them as one safetensors file per rank. */
@@ -10,8 +10,8 @@
 
 struct args {
     const char *ckpt, *out, *stage;
-    unsigned long long tp, rank;
-    int has_rank, json, params;
+    unsigned long long tp, rank, threads;
+    int has_rank, json, params, plan, direct;
     const char *allow[64];
     size_t nallow;
     enum qtl_dtype dtype;
@@ -32,6 +32,13 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             if (cli_parse_u64(argv[++i], &a->rank))
                 return cli_usage_error(cmd, "--rank takes an integer");
             a->has_rank = 1;
+        } else if (!strcmp(s, "--threads") && more) {
+            if (cli_parse_u64(argv[++i], &a->threads) || !a->threads || a->threads > 1024)
+                return cli_usage_error(cmd, "--threads takes 1..1024");
+        } else if (!strcmp(s, "--direct")) {
+            a->direct = 1;
+        } else if (!strcmp(s, "--plan") && !want_out) {
+            a->plan = 1;
         } else if (!strcmp(s, "--allow") && more) {
             if (a->nallow == 64)
                 return cli_usage_error(cmd, "too many --allow");
@@ -51,16 +58,20 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->params = 1;
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             if (want_out)
-                printf("usage: qtl shard CKPT --tp T [--stage loaded|processed] [--dtype bfloat16|float16] [--allow ID]... -o OUT\n"
+                printf("usage: qtl shard CKPT --tp T [--stage loaded|processed] [--dtype bfloat16|float16] [--threads N]\n"
+                       "         [--direct] [--allow ID]... -o OUT\n"
                        "  Writes OUT/model-rank-{r}-part-0.safetensors per rank: vLLM's parameter names, dtypes and\n"
                        "  per-rank shapes (default stage 'processed'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source;\n"
                        "  copies config.json. Nothing is written when a rank has error-level findings.\n");
             else
                 printf("usage: qtl load CKPT --tp T [--rank R] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
-                       "         [--allow ID]... [--json | --params]\n"
+                       "         [--threads N] [--direct] [--allow ID]... [--plan] [--json | --params]\n"
                        "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
                        "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n"
-                       "  --params lists every parameter: name, dtype, shape and a 64-bit FNV-1a hash of its bytes.\n");
+                       "  --params lists every parameter: name, dtype, shape and a 64-bit FNV-1a hash of its bytes.\n"
+                       "  --plan prints the plan instead (nothing read): per file the byte ranges and bytes, per\n"
+                       "  parameter its copy ops, the plan hash; with --json as JSON.\n"
+                       "  --threads: reader threads (default: cores); --direct: O_DIRECT reads (buffered where refused).\n");
             return -1;
         } else if (s[0] == '-' && s[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", s);
@@ -83,24 +94,56 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
 
 static const char *sev_name(enum qtl_severity s) { return s == QTL_SEV_ERROR ? "error" : "warning"; }
 
-static void show_progress(void *ud, size_t done, size_t total)
+struct progress {
+    uint32_t rank;
+    double t0, last;
+    int shown;
+};
+
+/* Bytes, GB/s and ETA on a terminal, for loads that take over a second; at most 10 updates a second. */
+static void show_progress(void *ud, uint64_t done, uint64_t total)
 {
-    if (done == total || done % 16 == 0)
-        fprintf(stderr, "\rrank %u: %zu/%zu tensors%s", *(const uint32_t *)ud, done, total, done == total ? "\n" : "");
+    struct progress *p = ud;
+    double now = cli_now(), t = now - p->t0;
+    if ((t < 1.0 && !p->shown) || (now - p->last < 0.1 && done < total))
+        return;
+    double rate = t > 0 ? (double)done / t : 0;
+    p->last = now;
+    p->shown = 1;
+    fprintf(stderr, "\rrank %u: %.2f / %.2f GB, %.2f GB/s, ETA %.0f s   %s", p->rank, (double)done / 1e9,
+            (double)total / 1e9, rate / 1e9, rate > 0 ? (double)(total - done) / rate : 0.0, done == total ? "\n" : "");
 }
 
 /* Open and run rank r. @return the handle (always), *status the CLI status. */
 static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, int *status)
 {
-    static uint32_t rank_shown;
-    rank_shown = r;
-    struct qtl_load_options o = {(uint32_t)a->tp, r, a->dtype, a->allow, a->nallow, NULL,
-                                 isatty(2) ? show_progress : NULL, &rank_shown, 0};
+    static struct progress prog;
+    prog = (struct progress){r, cli_now(), 0, 0};
+    struct qtl_load_options o = {.tp = (uint32_t)a->tp,
+                                 .rank = r,
+                                 .dtype_override = a->dtype,
+                                 .allow = a->allow,
+                                 .nallow = a->nallow,
+                                 .progress_ud = &prog,
+                                 .verify = a->plan ? QTL_READ_NONE : QTL_READ_ALL,
+                                 .threads = (unsigned)a->threads,
+                                 .direct = a->direct,
+                                 .progress_bytes = isatty(2) ? show_progress : NULL};
     qtl_load_t *l = NULL;
     int rc = qtl_load_open(a->ckpt, &o, &l);
     if (rc) {
         fprintf(stderr, "qtl %s: %s\n", cmd, qtl_load_errmsg(l));
         *status = rc == QTL_ERR_OPEN || rc == QTL_ERR_INVALID_ARGUMENT ? CLI_USAGE : CLI_FINDINGS;
+        return l;
+    }
+    if (a->plan) {
+        for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+            struct qtl_diag d;
+            qtl_load_finding_at(l, i, &d);
+            *status = d.severity == QTL_SEV_ERROR ? CLI_FINDINGS : CLI_OK;
+            if (*status)
+                break;
+        }
         return l;
     }
     rc = qtl_load_run(l);
@@ -121,6 +164,33 @@ static uint64_t held(const qtl_load_t *l)
     return b;
 }
 
+/* --plan: every rank's plan, findings on stderr. */
+static int plan_ranks(const struct args *a, uint32_t r0, uint32_t r1)
+{
+    int worst = CLI_OK;
+    if (a->json)
+        printf("[\n");
+    for (uint32_t r = r0; r < r1; r++) {
+        int st;
+        qtl_load_t *l = run_rank("load", a, r, &st);
+        worst = st > worst ? st : worst;
+        if (st == CLI_USAGE) {
+            qtl_load_close(l);
+            return st;
+        }
+        for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
+            struct qtl_diag d;
+            qtl_load_finding_at(l, i, &d);
+            fprintf(stderr, "rank %u: %s [%s]: %s\n", r, sev_name(d.severity), d.id, d.message);
+        }
+        cli_print_plan(l, r, (uint32_t)a->tp, a->json, r == r0);
+        qtl_load_close(l);
+    }
+    if (a->json)
+        printf("\n]\n");
+    return worst;
+}
+
 int cmd_load(int argc, char **argv)
 {
     struct args a;
@@ -129,6 +199,8 @@ int cmd_load(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     int worst = CLI_OK;
     uint32_t r0 = a.has_rank ? (uint32_t)a.rank : 0, r1 = a.has_rank ? (uint32_t)a.rank + 1 : (uint32_t)a.tp;
+    if (a.plan)
+        return plan_ranks(&a, r0, r1);
     if (a.json)
         printf("{\"checkpoint\": \"%s\", \"tp\": %llu, \"ranks\": [", a.ckpt, a.tp);
     for (uint32_t r = r0; r < r1; r++) {

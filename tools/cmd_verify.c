@@ -313,7 +313,7 @@ int cmd_verify(int argc, char **argv)
     uint64_t bytes = 0;
     size_t counts[QTL_LS_COUNT] = {0};
     if (have_cfg) {
-        struct qtl_load_options o = {1, 0, QTL_DTYPE_COUNT, allow, nallow, NULL, NULL, NULL, deep ? 2 : 1};
+        struct qtl_load_options o = {.tp = 1, .rank = 0, .dtype_override = QTL_DTYPE_COUNT, .allow = allow, .nallow = nallow, .verify = deep ? 2 : 1};
         qtl_load_t *l = NULL;
         if (qtl_load_open(ckpt, &o, &l) != QTL_OK) {
             const char *id = qtl_load_fail_id(l);
@@ -341,7 +341,7 @@ int cmd_verify(int argc, char **argv)
     int tp_ok[8] = {0};
     char tp_why[8][32];
     for (uint32_t k = 0; k < ntp && have_cfg; k++) {
-        struct qtl_load_options o = {tps[k], 0, QTL_DTYPE_COUNT, allow, nallow, NULL, NULL, NULL, 3};
+        struct qtl_load_options o = {.tp = tps[k], .rank = 0, .dtype_override = QTL_DTYPE_COUNT, .allow = allow, .nallow = nallow, .verify = 3};
         qtl_load_t *l = NULL;
         enum qtl_severity sev = tp ? QTL_SEV_ERROR : QTL_SEV_INFO; /* a size not asked for only informs */
         snprintf(tp_why[k], sizeof tp_why[k], "ok");

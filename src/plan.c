@@ -1,0 +1,719 @@
+/* The load plan: every copy vLLM's weight_loader calls make for one rank,
+ * as ops {file, offset, rows, row bytes, pitch} -> {parameter, offset}, built
+ * from the shard headers, config and parallel layout without reading a byte
+ * of tensor data. Shapes, dtypes, coverage (unwritten rows and slots, double
+ * writes, unmapped tensors) and vLLM's last-write-wins order are resolved
+ * here, before the executor moves anything (vllm-loading.md §2-§4, §9, §11,
+ * §12; architecture.md step 2). */
+#include "load_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct src {
+    size_t index; /* checkpoint tensor */
+    uint32_t file;
+    struct qtl_tensor_info ti;
+};
+
+static uint64_t rows_of(const struct qtl_tensor_info *ti) { return ti->ndim ? ti->shape[0] : 1; }
+static uint64_t cols_of(const struct qtl_tensor_info *ti)
+{
+    uint64_t c = 1;
+    for (uint32_t d = 1; d < ti->ndim; d++)
+        c *= ti->shape[d];
+    return c;
+}
+static uint64_t pcols(const struct lparam *p) { return p->ndim == 2 ? p->shape[1] : 1; }
+
+uint64_t qtl__param_numel(const struct lparam *p)
+{
+    return p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
+}
+
+/* Parameters vLLM overwrites whole on every write (BasevLLMParameter, g_idx in
+ * a column layer, norms): the last write wins and a second one is no error. */
+static int overwrite_whole(const struct lparam *p)
+{
+    return p->kind == PK_BASE || p->kind == PK_ROW || p->kind == PK_REPLICATED;
+}
+
+struct lparam *qtl__find_param(qtl_load_t *l, const char *name)
+{
+    for (size_t i = 0; i < l->m.nparams; i++)
+        if (!strcmp(l->m.params[i].name, name))
+            return &l->m.params[i];
+    return NULL;
+}
+
+/* ---- parameters: coverage units ---- */
+
+static int init_param(qtl_load_t *l, struct lparam *p)
+{
+    p->nbytes = qtl__param_numel(p) * qtl_dtype_bits(p->dtype) / 8;
+    p->nunits = overwrite_whole(p) || p->ndim == 0 ? 1 : p->shape[0];
+    p->written = qtl__calloc(&l->al, p->nunits ? (size_t)p->nunits : 1, sizeof *p->written);
+    p->last_op = -1;
+    p->pad_from = p->nbytes;
+    if (!p->written)
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory for parameter '%s'", p->name);
+    return QTL_OK;
+}
+
+static int init_params(qtl_load_t *l)
+{
+    for (size_t i = 0; i < l->m.nparams; i++) {
+        int rc = init_param(l, &l->m.params[i]);
+        if (rc)
+            return rc;
+    }
+    return QTL_OK;
+}
+
+/* ---- ops ---- */
+
+static uint64_t op_dst_bytes(const qtl_load_t *l, const struct pop *o)
+{
+    const struct lparam *p = &l->m.params[o->param];
+    return o->rows * (o->row_bytes / (qtl_dtype_bits(o->src_dtype) / 8)) * (qtl_dtype_bits(p->dtype) / 8);
+}
+
+/* A superseded op keeps its bytes in the shadow area, for the comparison only. */
+static void to_shadow(qtl_load_t *l, struct pop *o)
+{
+    uint64_t n = op_dst_bytes(l, o);
+    o->superseded = 1;
+    o->dst_off = l->shadow_bytes;
+    o->dst_pitch = o->rows > 1 ? n / o->rows : o->dst_pitch;
+    l->shadow_bytes += (n + 63) & ~(uint64_t)63;
+}
+
+static int push_op(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t src_off, uint64_t rows,
+                   uint64_t row_bytes, uint64_t src_pitch, uint64_t dst_off, uint64_t dst_pitch, int32_t slot,
+                   int shadow)
+{
+    if (qtl__grow(&l->al, (void **)&l->ops, &l->ops_cap, l->nops + 1, sizeof *l->ops))
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    struct pop *o = &l->ops[l->nops];
+    *o = (struct pop){(uint32_t)s->index, s->file, (uint32_t)(p - l->m.params), QTL_NO_EXPERT, slot, s->ti.dtype,
+                      src_off, rows, row_bytes, src_pitch, dst_off, dst_pitch, 0};
+    uint64_t total = op_dst_bytes(l, o);
+    if (rows > 1 && row_bytes == src_pitch && dst_pitch == total / rows) { /* contiguous: one run */
+        o->row_bytes *= rows;
+        o->src_pitch = o->row_bytes;
+        o->dst_pitch = total;
+        o->rows = 1;
+    }
+    if (overwrite_whole(p)) { /* vLLM's last write wins: the earlier op only feeds the comparison */
+        if (p->last_op >= 0)
+            to_shadow(l, &l->ops[p->last_op]);
+        p->last_op = (long)l->nops;
+    } else if (shadow) { /* a double write (an error): the first write keeps the bytes */
+        to_shadow(l, o);
+    }
+    l->nops++;
+    return QTL_OK;
+}
+
+/* Rows [r0, r0+nr) x cols [c0, c0+nc) of the source into parameter rows from
+ * dst_row (the parameter's full width). Marks units [mark0, mark0+nmark). */
+static int emit(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t r0, uint64_t nr, uint64_t c0,
+                uint64_t nc, uint64_t dst_row, uint64_t mark0, uint64_t nmark, int32_t slot)
+{
+    if (nc != pcols(p))
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' gives %llu columns, parameter '%s' has %llu", s->ti.file, s->ti.name,
+                            (unsigned long long)nc, p->name, (unsigned long long)pcols(p));
+    if (!qtl__dtype_convertible(s->ti.dtype, p->dtype))
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.dtype", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
+                            qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
+    int twice = 0;
+    for (uint64_t u = mark0; u < mark0 + nmark && u < p->nunits; u++)
+        twice |= p->written[u] > 0;
+    if (nr && nc) {
+        struct qtl_err e = {0};
+        uint64_t rb, co, cb, prow = pcols(p) * qtl_dtype_bits(p->dtype) / 8;
+        if (qtl__st_block_ranges(&s->ti, r0, nr, c0, nc, &e, &rb, &co, &cb))
+            return qtl__finding(l, e.code, "tensor.read", s->ti.file, s->ti.name, "%s", e.msg);
+        int rc = push_op(l, p, s, s->ti.file_offset + r0 * rb + co, nr, cb, rb, dst_row * prow, prow, slot, twice);
+        if (rc)
+            return rc;
+    }
+    for (uint64_t u = mark0; u < mark0 + nmark && u < p->nunits; u++)
+        p->written[u]++;
+    if (!p->first_src[0])
+        snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
+    return QTL_OK;
+}
+
+/* Whole copy (Base, Row-in-column-layer, Channel/PerTensor in row layers,
+ * norms): shapes must agree; 0-D and [1] are the same. Last write wins. */
+static int emit_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
+{
+    uint64_t pn = qtl__param_numel(p);
+    int same = s->ti.numel == pn &&
+               (s->ti.ndim == p->ndim ? (p->ndim < 1 || s->ti.shape[0] == p->shape[0]) &&
+                                            (p->ndim < 2 || s->ti.shape[1] == p->shape[1])
+                                      : (pn == 1 && s->ti.ndim <= 1 && p->ndim <= 1)); /* 0-D and [1] alike */
+    if (!same)
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' has %llu elements in %u dimension(s), parameter '%s' needs %llu",
+                            s->ti.file, s->ti.name, (unsigned long long)s->ti.numel, s->ti.ndim, p->name,
+                            (unsigned long long)pn);
+    return emit(l, p, s, 0, rows_of(&s->ti) * cols_of(&s->ti) / pcols(p), 0, pcols(p), 0, 0, p->nunits, -1);
+}
+
+/* A per-tensor scale written into slots first..last (vLLM: W is 0-D, or [1] and W[0] is used). */
+static int emit_per_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int first, int last)
+{
+    if (s->ti.ndim > 1 || (s->ti.ndim == 1 && s->ti.shape[0] != 1)) {
+        if (s->ti.ndim == 1)
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.vector", s->ti.file, s->ti.name,
+                                "%s: tensor '%s' is a [%llu] vector; a per-tensor scale must be 0-D or [1] (vLLM "
+                                "asserts W.shape[0] == 1)",
+                                s->ti.file, s->ti.name, (unsigned long long)s->ti.shape[0]);
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' has %u dimensions; a per-tensor scale must be 0-D or [1]", s->ti.file,
+                            s->ti.name, s->ti.ndim);
+    }
+    for (int i = first; i <= last; i++) {
+        if ((uint64_t)i >= p->shape[0])
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shard", s->ti.file, s->ti.name,
+                                "%s: tensor '%s': slot %d outside parameter '%s' [%llu]", s->ti.file, s->ti.name, i,
+                                p->name, (unsigned long long)p->shape[0]);
+        int rc = emit(l, p, s, 0, 1, 0, 1, (uint64_t)i, (uint64_t)i, 1, i);
+        if (rc)
+            return rc;
+    }
+    return QTL_OK;
+}
+
+/* Column-side load of sub-matrix i (split on disk, or a piece of a fused
+ * tensor starting at source row `base` with `avail` rows). */
+static int emit_shard(qtl_load_t *l, struct lparam *p, const struct llayer *ly, const struct src *s, int i,
+                      uint64_t base, uint64_t avail)
+{
+    const struct lmodel *m = &l->m;
+    if (p->kind == PK_PER_TENSOR)
+        return emit_per_tensor(l, p, s, i, i);
+    if (p->kind == PK_BASE || p->kind == PK_ROW)
+        return emit_whole(l, p, s);
+    uint64_t off = 0, size = ly->part[i];
+    for (int j = 0; j < i; j++)
+        off += ly->part[j];
+    if (p->kind == PK_BLOCK)
+        off = (off + p->block_n - 1) / p->block_n, size = (size + p->block_n - 1) / p->block_n;
+    if (p->kind == PK_PACKED_ZP || p->kind == PK_PACKED_ZP_COL)
+        off /= p->pack, size /= p->pack;
+    uint64_t b = (ly->kind == LK_QKV && i > 0) ? m->rank / m->replicas : m->rank;
+    uint64_t blocks = (ly->kind == LK_QKV && i > 0) ? m->tp / m->replicas : m->tp;
+    int strict = p->kind != PK_BLOCK;
+    if ((strict && size * blocks != avail) || (b + 1) * size > avail)
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s': %llu rows for sub-matrix %d of '%s', tp=%u needs %llu x %llu",
+                            s->ti.file, s->ti.name, (unsigned long long)avail, i, p->name, m->tp,
+                            (unsigned long long)blocks, (unsigned long long)size);
+    return emit(l, p, s, base + b * size, size, 0, cols_of(&s->ti), off, off, size, -1);
+}
+
+static int emit_vocab(qtl_load_t *l, struct lparam *p, const struct src *s)
+{
+    const struct lmodel *m = &l->m;
+    uint64_t V = m->shape.vocab, start = (uint64_t)m->rank * m->vocab_pp;
+    uint64_t n = start >= V ? 0 : (V - start < m->vocab_pp ? V - start : m->vocab_pp);
+    if (s->ti.ndim != 2 || s->ti.shape[0] != V || s->ti.shape[1] != p->shape[1])
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' must be [%llu, %llu] (vocab_size, hidden_size)", s->ti.file, s->ti.name,
+                            (unsigned long long)V, (unsigned long long)p->shape[1]);
+    /* padding rows are zero-filled, which counts as written (vLLM fill_(0)) */
+    p->pad_from = n * p->shape[1] * qtl_dtype_bits(p->dtype) / 8;
+    return emit(l, p, s, start, n, 0, p->shape[1], 0, 0, p->nunits, -1);
+}
+
+/* Row-parallel layers: the rank's column range of every row (the strided read). */
+static int emit_row_parallel(qtl_load_t *l, struct lparam *p, const struct src *s, int shard)
+{
+    const struct lmodel *m = &l->m;
+    if (shard != SHARD_NONE)
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shard", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' has a shard id but '%s' is row-parallel", s->ti.file, s->ti.name,
+                            p->name);
+    int narrow = (p->kind == PK_MODEL_WEIGHT && p->ndim == 2) || p->kind == PK_GROUP || p->kind == PK_BLOCK ||
+                 p->kind == PK_PACKED_IN || p->kind == PK_PACKED_ZP || p->kind == PK_ROW;
+    if (!narrow)
+        return p->kind == PK_PER_TENSOR ? emit_per_tensor(l, p, s, 0, (int)p->shape[0] - 1) : emit_whole(l, p, s);
+    if (p->kind == PK_ROW) { /* g_idx [K_pp] */
+        uint64_t sz = p->shape[0];
+        if (s->ti.ndim != 1 || s->ti.shape[0] != sz * m->tp)
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                                "%s: tensor '%s' must have %llu entries for tp=%u", s->ti.file, s->ti.name,
+                                (unsigned long long)(sz * m->tp), m->tp);
+        return emit(l, p, s, m->rank * sz, sz, 0, 1, 0, 0, 1, -1);
+    }
+    uint64_t w = p->shape[1];
+    if (s->ti.ndim != 2 || s->ti.shape[0] != p->shape[0] || s->ti.shape[1] != w * m->tp)
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: tensor '%s' is [%llu, %llu], row-parallel '%s' needs [%llu, %llu] for tp=%u",
+                            s->ti.file, s->ti.name, (unsigned long long)rows_of(&s->ti),
+                            (unsigned long long)cols_of(&s->ti), p->name, (unsigned long long)p->shape[0],
+                            (unsigned long long)(w * m->tp), m->tp);
+    return emit(l, p, s, 0, p->shape[0], m->rank * w, w, 0, 0, p->nunits, -1);
+}
+
+/* Fused on disk (shard id None): each sub-matrix's rows of the one tensor;
+ * per-tensor scales fill every slot (vLLM PR #39765). */
+static int emit_fused(qtl_load_t *l, struct lparam *p, const struct llayer *ly, const struct src *s)
+{
+    const struct lmodel *m = &l->m;
+    if (p->kind == PK_PER_TENSOR)
+        return emit_per_tensor(l, p, s, 0, (int)p->shape[0] - 1);
+    if (p->kind == PK_BASE || p->kind == PK_ROW)
+        return emit_whole(l, p, s);
+    uint64_t D = m->shape.head_dim, sizes[3];
+    if (ly->kind == LK_QKV)
+        sizes[0] = m->shape.heads * D, sizes[1] = m->shape.kv_heads * D, sizes[2] = m->shape.kv_heads * D;
+    else
+        for (int i = 0; i < ly->L; i++)
+            sizes[i] = ly->full[i];
+    uint64_t base = 0, total = 0;
+    for (int i = 0; i < ly->L; i++) {
+        if (p->kind == PK_BLOCK)
+            sizes[i] = (sizes[i] + p->block_n - 1) / p->block_n;
+        if (p->kind == PK_PACKED_ZP || p->kind == PK_PACKED_ZP_COL)
+            sizes[i] /= p->pack;
+        total += sizes[i];
+    }
+    if (total != rows_of(&s->ti))
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                            "%s: fused tensor '%s' has %llu rows, '%s' expects %llu", s->ti.file, s->ti.name,
+                            (unsigned long long)rows_of(&s->ti), p->name, (unsigned long long)total);
+    for (int i = 0; i < ly->L; i++) {
+        int rc = emit_shard(l, p, ly, s, i, base, sizes[i]);
+        if (rc)
+            return rc;
+        base += sizes[i];
+    }
+    return QTL_OK;
+}
+
+static int emit_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int shard)
+{
+    if (p->kind == PK_VOCAB)
+        return emit_vocab(l, p, s);
+    if (p->kind == PK_REPLICATED || p->layer < 0)
+        return emit_whole(l, p, s);
+    const struct llayer *ly = &l->m.layers[p->layer];
+    if (ly->kind == LK_ROW)
+        return emit_row_parallel(l, p, s, shard);
+    if (shard != SHARD_NONE)
+        return emit_shard(l, p, ly, s, shard, 0, rows_of(&s->ti));
+    return emit_fused(l, p, ly, s);
+}
+
+/* The attention layer's KV-cache scale, created when the checkpoint has one. */
+static struct lparam *add_kv_scale(qtl_load_t *l, const char *name)
+{
+    struct lparam *p = qtl__model_grow(&l->m);
+    if (!p)
+        return NULL;
+    snprintf(p->name, sizeof p->name, "%.191s", name);
+    p->kind = PK_BASE;
+    p->dtype = QTL_DTYPE_F32;
+    p->layer = -1;
+    p->is_scale = 1;
+    return init_param(l, p) ? NULL : p;
+}
+
+/* ---- coverage, on the plan ---- */
+
+static void describe_units(const struct lparam *p, int want_zero, char *buf, size_t cap)
+{
+    size_t o = 0;
+    int runs = 0;
+    for (uint64_t u = 0; u < p->nunits && o < cap;) {
+        if ((p->written[u] == 0) != want_zero) {
+            u++;
+            continue;
+        }
+        uint64_t e = u;
+        while (e < p->nunits && (p->written[e] == 0) == want_zero)
+            e++;
+        if (runs++ < 3)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s %llu..%llu", runs > 1 ? "," : "",
+                                  p->kind == PK_PER_TENSOR ? "slots" : "rows", (unsigned long long)u,
+                                  (unsigned long long)(e - 1));
+        u = e;
+    }
+    if (runs > 3 && o < cap)
+        snprintf(buf + o, cap - o, " and %d more range(s)", runs - 3);
+}
+
+static void coverage_checks(qtl_load_t *l)
+{
+    for (size_t i = 0; i < l->m.nparams; i++) {
+        struct lparam *p = &l->m.params[i];
+        int whole = overwrite_whole(p);
+        char units[256] = "";
+        uint64_t missing = 0, twice = 0;
+        for (uint64_t u = 0; u < p->nunits; u++) {
+            missing += p->written[u] == 0;
+            twice += !whole && p->written[u] > 1;
+        }
+        p->missing = missing != 0;
+        if (missing && p->blocked) {
+            describe_units(p, 1, units, sizeof units);
+            qtl__finding_sev(l, QTL_SEV_INFO, QTL_OK, "consequence", NULL, NULL,
+                             "parameter '%s': %s unwritten because a tensor meant for it could not be read or "
+                             "placed (see that finding)",
+                             p->name, units);
+        } else if (missing) {
+            describe_units(p, 1, units, sizeof units);
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? "scale.unwritten" : "param.unwritten", NULL, NULL,
+                         "parameter '%s': %s never written by any checkpoint tensor%s", p->name, units,
+                         p->fill_f32_min                 ? " (vLLM leaves F32_MIN there)"
+                         : p->kind == PK_PER_TENSOR ? " (vLLM leaves uninitialized memory there)"
+                                                         : "");
+        }
+        if (twice)
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "param.double-write", NULL, p->first_src,
+                         "parameter '%s': %llu unit(s) written more than once (first from '%s')", p->name,
+                         (unsigned long long)twice, p->first_src);
+    }
+}
+
+/* ---- values, once the executor has run ---- */
+
+static void check_values(qtl_load_t *l, const struct lparam *p)
+{
+    if (!p->data)
+        return;
+    uint64_t n = qtl__param_numel(p), per = pcols(p);
+    uint64_t nan = 0, inf = 0, nonpos = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        if (!p->written[p->nunits == 1 ? 0 : k / per])
+            continue;
+        float v;
+        if (p->dtype == QTL_DTYPE_F8_E4M3) {
+            uint8_t b = p->data[k];
+            v = qtl_e4m3_to_f32(b);
+            if ((b & 0x80) && (b & 0x7F) && !isnan(v))
+                nonpos++;
+            else if (isnan(v))
+                nan++;
+            continue;
+        }
+        if (!qtl__dtype_is_float(p->dtype) ||
+            qtl_to_f32(p->dtype, p->data + k * qtl_dtype_bits(p->dtype) / 8, 1, &v))
+            return;
+        if (isnan(v))
+            nan++;
+        else if (isinf(v))
+            inf++;
+        else if (v < 0.0f || (v == 0.0f && !p->allow_zero))
+            nonpos++;
+    }
+    if (nan)
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.nan", NULL, p->first_src,
+                     "parameter '%s' (from '%s'): %llu NaN scale value(s)", p->name, p->first_src,
+                     (unsigned long long)nan);
+    if (inf)
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.inf", NULL, p->first_src,
+                     "parameter '%s' (from '%s'): %llu infinite scale value(s)", p->name, p->first_src,
+                     (unsigned long long)inf);
+    if (nonpos)
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.nonpositive", NULL, p->first_src,
+                     "parameter '%s' (from '%s'): %llu zero or negative scale value(s)", p->name, p->first_src,
+                     (unsigned long long)nonpos);
+}
+
+/* A whole-overwrite parameter differs when any superseded write's bytes are not the winner's. */
+static int overwrite_differs(const qtl_load_t *l, size_t pi)
+{
+    const struct lparam *p = &l->m.params[pi];
+    for (size_t i = 0; p->data && l->shadow && i < l->nops; i++) {
+        const struct pop *o = &l->ops[i];
+        if (o->param == pi && o->superseded && memcmp(l->shadow + o->dst_off, p->data, (size_t)p->nbytes))
+            return 1;
+    }
+    return 0;
+}
+
+void qtl__plan_value_checks(qtl_load_t *l)
+{
+    for (size_t i = 0; i < l->m.nparams; i++) {
+        const struct lparam *p = &l->m.params[i];
+        /* weight_shape: every part of a fused layer records its own [rows, K] and vLLM's
+         * kernels never read it, so differing parts are the normal case, not a finding */
+        if (overwrite_whole(p) && p->last_op >= 0 && !qtl__ends_with(p->name, ".weight_shape") &&
+            overwrite_differs(l, i))
+            qtl__finding(l, QTL_OK, "param.overwrite-differs", NULL, p->first_src,
+                         "parameter '%s' is written whole by several tensors with different values; vLLM keeps the "
+                         "last one in its load order",
+                         p->name);
+        if (p->is_scale && !p->missing)
+            check_values(l, p);
+    }
+}
+
+/* The read level (qtl_load_options.verify) decides which parameters get bytes. */
+static void mark_reads(qtl_load_t *l)
+{
+    for (size_t i = 0; i < l->m.nparams; i++) {
+        struct lparam *p = &l->m.params[i];
+        int bulk = !p->is_scale || p->kind == PK_GROUP || p->kind == PK_BLOCK || p->kind == PK_MODEL_WEIGHT;
+        p->read = l->verify == QTL_READ_ALL || (l->verify == QTL_READ_SCALES && !bulk) ||
+                  (l->verify == QTL_READ_SCALES_DEEP && p->is_scale);
+    }
+}
+
+/* ---- the plan hash: what every rank of one layout must see alike ---- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+static uint64_t fnv_u64(uint64_t h, uint64_t v) { return fnv(h, &v, sizeof v); }
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+
+static uint64_t tensor_hash(uint64_t h, const struct qtl_tensor_info *ti)
+{
+    h = fnv_str(h, ti->name);
+    h = fnv_u64(h, (uint64_t)ti->dtype);
+    for (uint32_t d = 0; d < ti->ndim; d++)
+        h = fnv_u64(h, ti->shape[d]);
+    h = fnv_u64(h, ti->ndim);
+    return fnv_u64(fnv_u64(h, ti->begin), ti->end);
+}
+
+/* Files (names and sizes), the tensor table, the model and layer schemes the
+ * config gives, and the layout (tp; pipeline and expert parallelism when they
+ * come) — not the rank, so all ranks of one load agree. */
+static void plan_hash(qtl_load_t *l, const struct src *srcs, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv_str(h, "qtl-plan-1");
+    h = fnv_u64(h, l->m.tp);
+    for (size_t i = 0; i < l->nfiles; i++)
+        h = fnv_u64(fnv_str(h, qtl__basename(l->files[i].path)), l->files[i].size);
+    for (size_t i = 0; i < n; i++)
+        h = tensor_hash(fnv_u64(h, srcs[i].file), &srcs[i].ti);
+    const struct qtl_model_shape *s = &l->m.shape;
+    uint64_t shape[] = {(uint64_t)s->arch,       s->layers,  s->hidden,           s->heads,          s->kv_heads,
+                        s->head_dim,             s->intermediate, s->vocab,       (uint64_t)s->params_dtype,
+                        (uint64_t)s->tie_word_embeddings, (uint64_t)s->qkv_bias, (uint64_t)s->qk_norm};
+    h = fnv(h, shape, sizeof shape);
+    for (size_t i = 0; i < l->m.nlayers; i++) {
+        const struct qtl_layer_quant *q = &l->m.layers[i].q;
+        uint64_t v[] = {(uint64_t)q->scheme, q->block[0], q->block[1], q->bits, q->group_size, (uint64_t)q->symmetric,
+                        (uint64_t)q->actorder, (uint64_t)q->static_input, (uint64_t)q->input_symmetric};
+        h = fnv(fnv_str(h, l->m.layers[i].prefix), v, sizeof v);
+    }
+    l->hash = h;
+}
+
+/* ---- building ---- */
+
+static int add_file(qtl_load_t *l, const char *path, uint64_t size)
+{
+    if (qtl__grow(&l->al, (void **)&l->files, &l->files_cap, l->nfiles + 1, sizeof *l->files))
+        return QTL_ERR_NOMEM;
+    char *p = qtl__strdup(&l->al, path);
+    if (!p)
+        return QTL_ERR_NOMEM;
+    l->files[l->nfiles++] = (struct pfile){p, size};
+    return QTL_OK;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(((const struct src *)a)->ti.name, ((const struct src *)b)->ti.name);
+}
+
+/* The checkpoint's tensors in vLLM's order: shard files sorted, names sorted
+ * within a file (§11 item 1). A tensor whose shard failed is left out and
+ * what it would have written is marked a consequence. */
+static int ordered_sources(qtl_load_t *l, struct src **out, size_t *nout)
+{
+    size_t n = qtl_ckpt_tensor_count(l->ck), m = 0;
+    struct src *srcs = qtl__calloc(&l->al, n ? n : 1, sizeof *srcs);
+    if (!srcs)
+        return QTL_ERR_NOMEM;
+    for (size_t sh = 0; sh < qtl_ckpt_shard_count(l->ck); sh++) {
+        size_t first = m;
+        for (size_t i = 0; i < n; i++) {
+            size_t s;
+            if (qtl_ckpt_tensor_shard(l->ck, i, &s) || s != sh)
+                continue;
+            if (qtl_ckpt_tensor_at(l->ck, i, &srcs[m].ti)) {
+                char pname[256], tname[256];
+                int shard;
+                if (qtl_ckpt_tensor_name(l->ck, i, tname, sizeof tname) == QTL_OK &&
+                    qtl__model_map(&l->m, tname, pname, sizeof pname, &shard) != MAP_SKIP) {
+                    struct lparam *bp = qtl__find_param(l, pname);
+                    if (bp)
+                        bp->blocked = 1;
+                }
+                continue;
+            }
+            srcs[m].index = i;
+            srcs[m].file = (uint32_t)sh;
+            m++;
+        }
+        qsort(srcs + first, m - first, sizeof *srcs, cmp_names);
+    }
+    *out = srcs;
+    *nout = m;
+    return QTL_OK;
+}
+
+static int shard_files(qtl_load_t *l)
+{
+    for (size_t sh = 0; sh < qtl_ckpt_shard_count(l->ck); sh++) {
+        qtl_st_t *st = NULL;
+        int ok = qtl_ckpt_shard(l->ck, sh, &st) == QTL_OK;
+        if (add_file(l, ok ? qtl_st_name(st) : qtl_ckpt_shard_name(l->ck, sh), ok ? qtl_st_file_size(st) : 0))
+            return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    }
+    return QTL_OK;
+}
+
+int qtl__plan_build(qtl_load_t *l)
+{
+    int rc = init_params(l);
+    if (rc)
+        return rc;
+    rc = qtl_ckpt_check(l->ck);
+    for (size_t i = 0; i < qtl_ckpt_diag_count(l->ck); i++) {
+        struct qtl_diag d;
+        qtl_ckpt_diag_at(l->ck, i, &d);
+        qtl__finding(l, d.code, d.id, d.file, d.tensor, "%s", d.message);
+    }
+    if (rc == QTL_ERR_NOMEM || l->err.code == QTL_ERR_NOMEM || shard_files(l))
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    struct src *srcs;
+    size_t m;
+    if (ordered_sources(l, &srcs, &m))
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m && l->err.code != QTL_ERR_NOMEM; i++) {
+        char pname[256];
+        int shard, kind = qtl__model_map(&l->m, srcs[i].ti.name, pname, sizeof pname, &shard);
+        if (kind == MAP_SKIP)
+            continue;
+        struct lparam *p = qtl__find_param(l, pname);
+        if (!p && kind == MAP_KV_SCALE)
+            p = add_kv_scale(l, pname);
+        if (!p) {
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", srcs[i].ti.file, srcs[i].ti.name,
+                         "%s: tensor '%s' maps to no parameter of the model (looked for '%s')", srcs[i].ti.file,
+                         srcs[i].ti.name, pname);
+            continue;
+        }
+        size_t before = l->nf;
+        emit_tensor(l, p, &srcs[i], shard);
+        if (l->nf > before) /* it could not be placed: what stays unwritten is a consequence of that finding */
+            p->blocked = 1;
+        if (l->progress)
+            l->progress(l->progress_ud, i + 1, m);
+    }
+    plan_hash(l, srcs, m);
+    qtl__free(&l->al, srcs);
+    if (l->err.code == QTL_ERR_NOMEM)
+        return QTL_ERR_NOMEM;
+    coverage_checks(l);
+    mark_reads(l);
+    return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
+}
+
+int qtl__plan_presharded(qtl_load_t *l)
+{
+    int rc = init_params(l);
+    if (rc)
+        return rc;
+    if (add_file(l, qtl_st_name(l->pre), qtl_st_file_size(l->pre)))
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    size_t n = qtl_st_tensor_count(l->pre);
+    struct src *srcs = qtl__calloc(&l->al, n ? n : 1, sizeof *srcs);
+    if (!srcs)
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && l->err.code != QTL_ERR_NOMEM; i++) {
+        struct src *s = &srcs[i];
+        qtl_st_tensor_at(l->pre, i, &s->ti);
+        s->index = i;
+        struct lparam *p = qtl__find_param(l, s->ti.name);
+        if (!p) {
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", s->ti.file, s->ti.name,
+                         "%s: tensor '%s' maps to no parameter of the model", s->ti.file, s->ti.name);
+            continue;
+        }
+        if (s->ti.dtype != p->dtype || s->ti.numel != qtl__param_numel(p) || s->ti.ndim != p->ndim) {
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+                         "%s: tensor '%s' does not match parameter '%s' (%s, %u dims)", s->ti.file, s->ti.name,
+                         p->name, qtl_dtype_name(p->dtype), p->ndim);
+            continue;
+        }
+        if (p->nbytes && push_op(l, p, s, s->ti.file_offset, 1, p->nbytes, p->nbytes, 0, p->nbytes, -1, 0))
+            break;
+        for (uint64_t u = 0; u < p->nunits; u++)
+            p->written[u]++;
+        snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
+    }
+    plan_hash(l, srcs, n);
+    qtl__free(&l->al, srcs);
+    if (l->err.code == QTL_ERR_NOMEM)
+        return QTL_ERR_NOMEM;
+    coverage_checks(l);
+    mark_reads(l);
+    return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
+}
+
+/* ---- the plan, as the public API shows it ---- */
+
+size_t qtl_load_op_count(const qtl_load_t *l) { return l->nops; }
+size_t qtl_load_file_count(const qtl_load_t *l) { return l->nfiles; }
+uint64_t qtl_load_plan_hash(const qtl_load_t *l) { return l->hash; }
+
+const char *qtl_load_file_at(const qtl_load_t *l, size_t i, uint64_t *size)
+{
+    if (i >= l->nfiles)
+        return NULL;
+    if (size)
+        *size = l->files[i].size;
+    return l->files[i].path;
+}
+
+const char *qtl__op_tensor(const qtl_load_t *l, const struct pop *o)
+{
+    struct qtl_tensor_info ti;
+    if (l->pre)
+        return qtl_st_tensor_at(l->pre, o->tensor, &ti) == QTL_OK ? ti.name : NULL;
+    return qtl__ckpt_tensor_name(l->ck, o->tensor);
+}
+
+int qtl_load_op_at(const qtl_load_t *l, size_t i, struct qtl_copy_op *op)
+{
+    if (i >= l->nops)
+        return QTL_ERR_INVALID_ARGUMENT;
+    const struct pop *o = &l->ops[i];
+    *op = (struct qtl_copy_op){qtl__op_tensor(l, o), o->file,       o->param,    o->src_off,
+                               o->rows,              o->row_bytes,  o->src_pitch, o->dst_off,
+                               o->dst_pitch,         o->slot,       o->expert,    o->src_dtype,
+                               l->m.params[o->param].dtype,         o->superseded};
+    return QTL_OK;
+}
+
+uint64_t qtl_load_bytes_to_read(const qtl_load_t *l)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < l->nops; i++) {
+        const struct lparam *p = &l->m.params[l->ops[i].param];
+        if (p->read)
+            n += l->ops[i].rows * l->ops[i].row_bytes;
+    }
+    return n;
+}
