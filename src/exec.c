@@ -216,7 +216,8 @@ static void plan_flat(struct exec *x, size_t k)
     const struct qtl_xop *o = key_op(x, k);
     uint64_t total = op_kept(o), step = elem_floor(o, x->chunk);
     for (uint64_t b = 0; b < total; b += step)
-        emit(x, (struct piece){P_ROWS, k, 1, 0, 1, b, min_u64(step, total - b)});
+        emit(x, (struct piece){.kind = P_ROWS, .first = k, .nops = 1, .nrows = 1, .b0 = b,
+                               .len = min_u64(step, total - b)});
 }
 
 static int small_flat(const struct qtl_xop *o) { return op_flat(o) && op_kept(o) <= SMALL_OP; }
@@ -251,7 +252,7 @@ static size_t plan_contiguous(struct exec *x, size_t k)
     if (n == 1)
         plan_flat(x, k);
     else
-        emit(x, (struct piece){P_COALESCED, k, n, 0, 0, 0, end - key_op(x, k)->src_off});
+        emit(x, (struct piece){.kind = P_COALESCED, .first = k, .nops = n, .len = end - key_op(x, k)->src_off});
     return n;
 }
 
@@ -264,12 +265,14 @@ static void plan_rows(struct exec *x, size_t k)
         uint64_t step = elem_floor(o, x->chunk);
         for (uint64_t r = 0; r < o->rows; r++)
             for (uint64_t b = 0; b < o->row_bytes; b += step)
-                emit(x, (struct piece){P_ROWS, k, 1, r, 1, b, min_u64(step, o->row_bytes - b)});
+                emit(x, (struct piece){.kind = P_ROWS, .first = k, .nops = 1, .r0 = r, .nrows = 1, .b0 = b,
+                                       .len = min_u64(step, o->row_bytes - b)});
         return;
     }
     uint64_t per = x->chunk / o->row_bytes;
     for (uint64_t r = 0; r < o->rows; r += per)
-        emit(x, (struct piece){P_ROWS, k, 1, r, min_u64(per, o->rows - r), 0, o->row_bytes});
+        emit(x, (struct piece){.kind = P_ROWS, .first = k, .nops = 1, .r0 = r, .nrows = min_u64(per, o->rows - r),
+                               .len = o->row_bytes});
 }
 
 /* Rows close together (row_bytes < chunk/2): blocks of whole rows spanning
@@ -279,7 +282,7 @@ static void plan_sieve(struct exec *x, size_t k)
     const struct qtl_xop *o = key_op(x, k);
     uint64_t per = 1 + (x->chunk - o->row_bytes) / o->src_pitch;
     for (uint64_t r = 0; r < o->rows; r += per)
-        emit(x, (struct piece){P_SIEVE, k, 1, r, min_u64(per, o->rows - r), 0, 0});
+        emit(x, (struct piece){.kind = P_SIEVE, .first = k, .nops = 1, .r0 = r, .nrows = min_u64(per, o->rows - r)});
 }
 
 /* The pieces of the op at key k (and of the neighbours it coalesces with). */
@@ -619,9 +622,9 @@ struct qtl_pread_backend {
     unsigned nbounce;
 };
 
-/* pread until `len` bytes or the end of the file (*got says how far). A read
- * ending off an `align` boundary is the end of the file under O_DIRECT (the
- * next, unaligned, offset would be refused). @return 0 or an errno value. */
+/* pread until `len` bytes or the end of the file (*got says how far). Under
+ * O_DIRECT a read ending off an `align` boundary is the end of the file: stop
+ * there rather than ask for an unaligned offset. @return 0 or an errno value. */
 static int pread_full(int fd, unsigned char *buf, size_t len, uint64_t off, size_t align, size_t *got)
 {
     *got = 0;
@@ -854,11 +857,11 @@ size_t qtl__pread_backend_fallbacks(const struct qtl_pread_backend *pb) { return
 int qtl__arena_alloc(struct qtl_arena *a, size_t size, int huge)
 {
     memset(a, 0, sizeof *a);
-    if (!size)
-        return QTL_OK;
     if (size > SIZE_MAX - 2 * ARENA_ALIGN)
         return QTL_ERR_NOMEM;
+    /* size 0 still maps a page: base stays a real pointer callers may offset by 0 */
     size_t rounded = (size + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    rounded = rounded ? rounded : ARENA_ALIGN;
     /* 2 MiB of slack so an aligned base always fits: mmap only promises 4 KiB */
     void *map = mmap(NULL, rounded + ARENA_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED)

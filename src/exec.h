@@ -41,9 +41,13 @@ struct qtl_xfill {
 
 /* Per-op outcome: status QTL_OK, QTL_ERR_IO (sys_errno set), QTL_ERR_TRUNCATED
  * (the file ended before the op's bytes: a file changed since the plan),
- * QTL_ERR_UNSUPPORTED (dtype pair not convertible) or QTL_ERR_NOMEM. `at` is
- * the file offset of the failing read. The first failure of the op's pieces
- * in file order is kept. */
+ * QTL_ERR_UNSUPPORTED (dtype pair not convertible), QTL_ERR_INVALID_ARGUMENT
+ * (rows or row_bytes 0, rows overlapping in the file or in memory, row_bytes
+ * not whole source elements when converting, offsets overflowing: at is
+ * src_off, nothing read) or QTL_ERR_NOMEM. `at` is the file offset of the
+ * failing read. The first failure of the op's pieces in file order is kept;
+ * small ops coalesced into one read share that read's failure. A failed op's
+ * destination bytes are unspecified. */
 struct qtl_xres {
     int status;
     int sys_errno;
@@ -51,9 +55,11 @@ struct qtl_xres {
 };
 
 /* The byte-source backend (pread pool now; io_uring, MPI-IO, cuFile later).
- * begin() is called once per run with the worker count; read() is called by
- * worker w (0 <= w < nworkers), concurrently from several threads, and must
- * read exactly len bytes or fail; end() releases per-run state. */
+ * begin() is called once per run with the worker count (min(threads, pieces);
+ * not called when there is nothing to read); read() is called by worker w
+ * (0 <= w < nworkers), concurrently from several threads, and must read
+ * exactly len bytes (len <= chunk) or fail; end() releases per-run state and
+ * is called only after a successful begin(). begin and end may be NULL. */
 struct qtl_backend {
     int (*begin)(void *ud, unsigned nworkers);
     int (*read)(void *ud, unsigned w, uint32_t file, void *dst, size_t len, uint64_t off, int *sys_errno);
@@ -62,12 +68,14 @@ struct qtl_backend {
 };
 
 struct qtl_exec_cfg {
-    unsigned threads;        /* 0: the number of cores (omp_get_max_threads) */
-    size_t chunk;            /* 0: QTL_EXEC_CHUNK_DEFAULT; largest read and staging buffer */
+    unsigned threads;        /* 0: the number of cores (omp_get_max_threads); 1 without OpenMP */
+    size_t chunk;            /* 0: QTL_EXEC_CHUNK_DEFAULT; largest read and staging buffer; at least 4 KiB */
     uint64_t sieve_gap;      /* 0: QTL_EXEC_SIEVE_GAP_DEFAULT */
-    const struct qtl_alloc *al; /* staging buffers */
-    /* Called on worker 0 after each of its pieces and once at the end with the
-     * bytes of all finished pieces (may be NULL). */
+    const struct qtl_alloc *al; /* staging buffers and the run's tables (NULL: malloc) */
+    /* Called on worker 0 (the calling thread, so never concurrently) after each
+     * of its pieces, and once at the end with done == total; done counts the
+     * planned file bytes of all finished pieces, over-read included, failed
+     * pieces too (may be NULL). */
     void (*progress)(void *ud, uint64_t done, uint64_t total);
     void *progress_ud;
 };
@@ -81,9 +89,13 @@ struct qtl_exec_stats {
 };
 
 /* Run fills, then every op. @return QTL_OK when every op succeeded,
- * QTL_ERR_NOMEM when staging could not be allocated (nothing read), else the
- * status of the first failed op in op order; res[i] (may be NULL) holds each
- * op's outcome, st (may be NULL) the totals. */
+ * QTL_ERR_NOMEM when staging could not be allocated (nothing read or filled;
+ * every valid op's res is NOMEM; a failing begin() is the same with its
+ * status), QTL_ERR_INVALID_ARGUMENT for a malformed fill (before anything is
+ * done; res and st untouched), else the status of the first failed op in op
+ * order; res[i] (may be NULL) holds each op's outcome, st (may be NULL) the
+ * totals (bytes_kept over the valid ops). Fills may overlap op destinations:
+ * the ops overwrite them. */
 int qtl__exec_run(const struct qtl_exec_cfg *cfg, const struct qtl_backend *be, const struct qtl_xfill *fills,
                   size_t nfills, const struct qtl_xop *ops, size_t nops, struct qtl_xres *res,
                   struct qtl_exec_stats *st);
@@ -91,10 +103,14 @@ int qtl__exec_run(const struct qtl_exec_cfg *cfg, const struct qtl_backend *be, 
 /* ---- the pread backend ---- */
 struct qtl_pread_backend;
 /* Open `n` files read-only (O_DIRECT too when `direct`: reads then go through
- * 4 KiB-aligned supersets in per-worker bounce buffers, and a file or read
- * refusing O_DIRECT with EINVAL falls back to buffered reads for that file).
- * Each file's size is checked against sizes[i] (a file that changed since the
- * plan is QTL_ERR_TRUNCATED / QTL_ERR_IO, named in err). */
+ * 4 KiB-aligned supersets in per-worker bounce buffers of 8 MiB + 8 KiB, a
+ * longer read taking several windows, and a file or read refusing O_DIRECT
+ * with EINVAL falls back to buffered reads for that file). Each file's size is
+ * checked against sizes[i] (a file that changed since the plan is
+ * QTL_ERR_TRUNCATED / QTL_ERR_IO, named in err; a missing one QTL_ERR_OPEN).
+ * al may be NULL (malloc), err may be NULL. Reads: QTL_ERR_TRUNCATED at the
+ * end of the file, QTL_ERR_IO with the errno, QTL_ERR_INVALID_ARGUMENT for a
+ * file index >= n. bytes_read counts the bytes asked for, not the windows. */
 int qtl__pread_backend_open(const char *const *paths, const uint64_t *sizes, size_t n, int direct,
                             const struct qtl_alloc *al, struct qtl_err *err, struct qtl_pread_backend **out,
                             struct qtl_backend *be);
@@ -104,7 +120,8 @@ size_t qtl__pread_backend_fallbacks(const struct qtl_pread_backend *pb);
 
 /* ---- destination memory ---- */
 /* One 2 MiB-aligned anonymous mapping (zero-filled, MADV_HUGEPAGE when
- * `huge`), faulted by the threads that fill it. */
+ * `huge`), faulted by the threads that fill it. size 0 is valid: base is then
+ * a non-NULL pointer to an unused mapping. mmap failing is QTL_ERR_NOMEM. */
 struct qtl_arena {
     unsigned char *base;
     size_t size;

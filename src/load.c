@@ -151,13 +151,11 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
         return qtl__plan_presharded(l);
     }
     /* a loaded-stage pre-sharded file takes its layout from the copied config.json */
-    if (!pre && qtl_ckpt_open(path, &oo, &l->ck) != QTL_OK)
-        return qtl__fail(&l->err, qtl_ckpt_errmsg(l->ck)[0] ? QTL_ERR_OPEN : QTL_ERR_NOMEM, "%s",
-                         qtl_ckpt_errmsg(l->ck));
-    if (qtl_config_open(pre ? path : qtl_ckpt_dir(l->ck), &oo, o->dtype_override, &l->cfg) != QTL_OK) {
-        rc = l->cfg ? QTL_ERR_JSON : QTL_ERR_NOMEM;
-        return qtl__fail(&l->err, rc, "%s", qtl_config_errmsg(l->cfg));
-    }
+    if (!pre && (rc = qtl_ckpt_open(path, &oo, &l->ck)) != QTL_OK)
+        return qtl__fail(&l->err, rc == QTL_ERR_NOMEM ? rc : QTL_ERR_OPEN, "%s", qtl_ckpt_errmsg(l->ck));
+    if ((rc = qtl_config_open(pre ? path : qtl_ckpt_dir(l->ck), &oo, o->dtype_override, &l->cfg)) != QTL_OK)
+        return qtl__fail(&l->err, rc == QTL_ERR_NOMEM || !l->cfg ? QTL_ERR_NOMEM : QTL_ERR_JSON, "%s",
+                         qtl_config_errmsg(l->cfg));
     l->m.cfg = l->cfg;
     l->m.shape = *qtl_config_shape(l->cfg);
     rc = qtl__model_build(&l->m);
@@ -424,11 +422,13 @@ int qtl_load_run(qtl_load_t *l)
     l->ran = 1;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = l->verify == QTL_READ_NONE ? QTL_OK : place_params(l);
-    if (!rc && l->verify != QTL_READ_NONE)
-        rc = execute(l);
-    if (rc == QTL_ERR_NOMEM || (rc && !l->nf))
-        return l->err.code ? l->err.code : rc;
+    if (l->verify != QTL_READ_NONE) {
+        int rc = place_params(l);
+        if (rc) /* out of memory, or the caller's buffer is too small: nothing read */
+            return rc;
+        if (execute(l) == QTL_ERR_NOMEM) /* read failures are findings; running out of memory is not */
+            return QTL_ERR_NOMEM;
+    }
     qtl__plan_value_checks(l);
     if (l->pre)
         l->processed = l->pre_processed; /* never post-processed twice */

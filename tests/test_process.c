@@ -222,7 +222,7 @@ static void test_round_trip(void **state)
             qtl_load_close(rl);
         }
         /* another tp is refused */
-        struct qtl_load_options o4 = {4, 0, QTL_DTYPE_COUNT, NULL, 0, NULL, NULL, NULL, 0};
+        struct qtl_load_options o4 = {.tp = 4, .rank = 0, .dtype_override = QTL_DTYPE_COUNT};
         qtl_load_t *l;
         assert_int_equal(qtl_load_open(out, &o4, &l), QTL_ERR_INVALID_ARGUMENT);
         assert_non_null(strstr(qtl_load_errmsg(l), "tp=2"));
