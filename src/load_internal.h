@@ -164,6 +164,49 @@ struct lparam *qtl__find_param(qtl_load_t *l, const char *name);
 /* The checkpoint's name of the tensor an op reads. */
 const char *qtl__op_tensor(const qtl_load_t *l, const struct pop *o);
 
+/* ---- the layer-scheme catalogue (scheme.c) ---- */
+/* A parameter's shape from its layer: N rows and K columns of the rank. */
+enum pshape {
+    SH_NK,              /* [N, K] */
+    SH_SLOTS,           /* [L]: one slot per logical sub-matrix */
+    SH_BLOCKS,          /* [ceil(N / block0), ceil(K / block1)] */
+    SH_N1,              /* [N, 1] */
+    SH_ONE,             /* [1] */
+    SH_TWO,             /* [2] */
+    SH_K,               /* [K] */
+    SH_N_HALF_K,        /* [N, K / 2]: two FP4 codes a byte */
+    SH_N_K16,           /* [N, K / 16]: one scale per NVFP4 group */
+    SH_N_PACKED_K,      /* [N, K / pack], pack = 32 / bits */
+    SH_N_GROUPS,        /* [N, groups] (WNA16) */
+    SH_PACKED_N_GROUPS  /* [N / pack, groups] (WNA16 zero points) */
+};
+/* When a scheme's parameter exists. */
+enum pwhen { PW_ALWAYS, PW_STATIC_INPUT, PW_STATIC_ASYM_INPUT, PW_ASYM_WEIGHTS, PW_ACTORDER };
+enum { PF_F32_MIN = 1, PF_ALLOW_ZERO = 2, PF_PACKED = 4 };
+/* The divisibility rule a scheme's create_weights asserts for tp > 1. */
+enum tp_check { TPC_NONE, TPC_BLOCK, TPC_NVFP4, TPC_WNA16 };
+struct prule {
+    const char *suffix;
+    enum pkind kind;
+    enum qtl_dtype dtype; /* QTL_DTYPE_COUNT: the model's params_dtype */
+    enum pshape shape;
+    enum pwhen when;
+    unsigned flags;
+    enum pkind kind_unpartitioned; /* WNA16 layers not split on the input */
+};
+struct scheme_traits {
+    struct prule params[6]; /* ends at a NULL suffix */
+    enum tp_check tp_check;
+    /* process_weights_after_loading (postload.c); NULL: kept as loaded */
+    int (*process)(struct lmodel *m, const struct llayer *ly, int *slots_differ);
+};
+/* NULL for a scheme qtl does not load. */
+const struct scheme_traits *qtl__scheme(enum qtl_layer_scheme s);
+int qtl__process_fp8_tensor(struct lmodel *m, const struct llayer *ly, int *slots_differ);
+int qtl__process_int8(struct lmodel *m, const struct llayer *ly, int *slots_differ);
+int qtl__process_ct_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_differ);
+int qtl__process_modelopt_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_differ);
+
 int qtl__model_build(struct lmodel *m);
 /* Append a zeroed parameter (pointers into m->params move). NULL: out of memory. */
 struct lparam *qtl__model_grow(struct lmodel *m);

@@ -37,100 +37,77 @@ static struct lparam *new_param(struct lmodel *m, const char *layer_prefix, cons
     return p;
 }
 
-/* vLLM's parameters of one linear layer (§5.0). */
+/* WNA16: is the layer split on the input (group scales and zero points narrowed per rank)? */
+static int wna16_partitioned(const struct llayer *l)
+{
+    return !(l->q.actorder || (l->q.group_size == 0 && l->kind == LK_ROW));
+}
+
+static uint64_t wna16_groups(const struct llayer *l)
+{
+    uint64_t group = l->q.group_size ? l->q.group_size : l->in_full;
+    return wna16_partitioned(l) ? l->in_pp / group : ceil_div(l->in_full, group);
+}
+
+static int param_wanted(const struct qtl_layer_quant *q, enum pwhen w)
+{
+    switch (w) { /* the conditions of the scheme's create_weights */
+    case PW_STATIC_INPUT: return q->static_input;
+    case PW_STATIC_ASYM_INPUT: return q->static_input && !q->input_symmetric;
+    case PW_ASYM_WEIGHTS: return !q->symmetric;
+    case PW_ACTORDER: return q->actorder;
+    default: return 1;
+    }
+}
+
+/* The shape rule of a parameter for this layer's rank. */
+static void param_shape(const struct llayer *l, enum pshape sh, uint64_t N, uint32_t *ndim, uint64_t *d)
+{
+    uint64_t K = l->in_pp, pack = l->q.bits ? 32 / l->q.bits : 1;
+    *ndim = 2;
+    d[0] = d[1] = 0;
+    switch (sh) {
+    case SH_NK: d[0] = N, d[1] = K; break;
+    case SH_BLOCKS: d[0] = ceil_div(N, l->q.block[0]), d[1] = ceil_div(K, l->q.block[1]); break;
+    case SH_N1: d[0] = N, d[1] = 1; break;
+    case SH_N_HALF_K: d[0] = N, d[1] = K / 2; break;
+    case SH_N_K16: d[0] = N, d[1] = K / 16; break;
+    case SH_N_PACKED_K: d[0] = N, d[1] = K / pack; break;
+    case SH_N_GROUPS: d[0] = N, d[1] = wna16_groups(l); break;
+    case SH_PACKED_N_GROUPS: d[0] = N / pack, d[1] = wna16_groups(l); break;
+    case SH_SLOTS: *ndim = 1, d[0] = (uint64_t)l->L; break;
+    case SH_ONE: *ndim = 1, d[0] = 1; break;
+    case SH_TWO: *ndim = 1, d[0] = 2; break;
+    case SH_K: *ndim = 1, d[0] = K; break;
+    }
+}
+
+/* vLLM's parameters of one linear layer (§5.0), from the scheme catalogue. */
 static int layer_params(struct lmodel *m, int li)
 {
-    struct llayer *l = &m->layers[li];
-    const struct qtl_layer_quant *q = &l->q;
-    uint64_t N = 0, K = l->in_pp;
+    const struct llayer *l = &m->layers[li];
+    const struct scheme_traits *t = qtl__scheme(l->q.scheme);
+    if (!t)
+        return QTL_ERR_UNSUPPORTED;
+    uint64_t N = 0;
     for (int i = 0; i < l->L; i++)
         N += l->part[i];
-    uint32_t L = (uint32_t)l->L;
-    int row = l->kind == LK_ROW;
-    enum qtl_dtype pd = m->shape.params_dtype;
-    struct lparam *p;
-#define P(suffix, kind, dt, nd, a, b)                                                                              \
-    do {                                                                                                           \
-        if (!(p = new_param(m, l->prefix, suffix, kind, dt, nd, a, b, li)))                                        \
-            return QTL_ERR_NOMEM;                                                                                  \
-    } while (0)
-    switch (q->scheme) {
-    case QTL_LS_UNQUANTIZED: P("weight", PK_MODEL_WEIGHT, pd, 2, N, K); break;
-    case QTL_LS_FP8_TENSOR:
-    case QTL_LS_CT_FP8_TENSOR:
-    case QTL_LS_MODELOPT_FP8:
-        P("weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, 2, N, K);
-        P("weight_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        p->fill_f32_min = 1;
-        if (q->static_input) {
-            P("input_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-            p->fill_f32_min = 1;
-        }
-        break;
-    case QTL_LS_FP8_BLOCK:
-    case QTL_LS_CT_FP8_BLOCK:
-        P("weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, 2, N, K);
-        P(q->scheme == QTL_LS_FP8_BLOCK ? "weight_scale_inv" : "weight_scale", PK_BLOCK, QTL_DTYPE_F32, 2,
-          ceil_div(N, q->block[0]), ceil_div(K, q->block[1]));
-        p->block_n = q->block[0];
-        p->fill_f32_min = 1;
-        break;
-    case QTL_LS_CT_FP8_CHANNEL:
-        P("weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, 2, N, K);
-        P("weight_scale", PK_CHANNEL, QTL_DTYPE_F32, 2, N, 1);
-        p->fill_f32_min = 1;
-        break;
-    case QTL_LS_CT_INT8_TENSOR:
-    case QTL_LS_CT_INT8_CHANNEL:
-        P("weight", PK_MODEL_WEIGHT, QTL_DTYPE_I8, 2, N, K);
-        if (q->scheme == QTL_LS_CT_INT8_TENSOR)
-            P("weight_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        else
-            P("weight_scale", PK_CHANNEL, QTL_DTYPE_F32, 2, N, 1);
-        if (q->static_input) {
-            P("input_scale", PK_BASE, QTL_DTYPE_F32, 1, 1, 0);
-            if (!q->input_symmetric)
-                P("input_zero_point", PK_BASE, QTL_DTYPE_I8, 1, 1, 0);
-        }
-        break;
-    case QTL_LS_CT_NVFP4:
-    case QTL_LS_CT_NVFP4_A16:
-        P("weight_packed", PK_MODEL_WEIGHT, QTL_DTYPE_U8, 2, N, K / 2);
-        P("weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, 2, N, K / 16);
-        p->allow_zero = 1;
-        P("weight_global_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        if (q->scheme == QTL_LS_CT_NVFP4)
-            P("input_global_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        break;
-    case QTL_LS_MODELOPT_NVFP4:
-    case QTL_LS_MODELOPT_W4A16_NVFP4:
-        P("weight", PK_MODEL_WEIGHT, QTL_DTYPE_U8, 2, N, K / 2);
-        P("weight_scale", q->scheme == QTL_LS_MODELOPT_NVFP4 ? PK_MODEL_WEIGHT : PK_GROUP, QTL_DTYPE_F8_E4M3, 2, N,
-          K / 16);
-        p->allow_zero = 1;
-        P("weight_scale_2", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        P("input_scale", PK_PER_TENSOR, QTL_DTYPE_F32, 1, L, 0);
-        break;
-    case QTL_LS_CT_WNA16: {
-        uint32_t pack = 32 / q->bits;
-        int channel = q->group_size == 0;
-        uint64_t group = channel ? l->in_full : q->group_size;
-        int partition = !(q->actorder || (channel && row));
-        uint64_t groups = partition ? K / group : ceil_div(l->in_full, group);
-        P("weight_packed", PK_PACKED_IN, QTL_DTYPE_I32, 2, N, K / pack);
-        P("weight_scale", partition ? PK_GROUP : PK_CHANNEL, pd, 2, N, groups);
-        if (!q->symmetric) {
-            P("weight_zero_point", partition ? PK_PACKED_ZP : PK_PACKED_ZP_COL, QTL_DTYPE_I32, 2, N / pack, groups);
-            p->pack = pack;
-        }
-        P("weight_shape", PK_BASE, QTL_DTYPE_I64, 1, 2, 0);
-        if (q->actorder)
-            P("weight_g_idx", PK_ROW, QTL_DTYPE_I32, 1, K, 0);
-        break;
+    for (const struct prule *r = t->params; r < t->params + 6 && r->suffix; r++) {
+        if (!param_wanted(&l->q, r->when))
+            continue;
+        uint32_t ndim;
+        uint64_t d[2];
+        param_shape(l, r->shape, N, &ndim, d);
+        enum pkind kind = l->q.scheme == QTL_LS_CT_WNA16 && !wna16_partitioned(l) ? r->kind_unpartitioned : r->kind;
+        enum qtl_dtype dt = r->dtype == QTL_DTYPE_COUNT ? m->shape.params_dtype : r->dtype;
+        struct lparam *p = new_param(m, l->prefix, r->suffix, kind, dt, ndim, d[0], d[1], li);
+        if (!p)
+            return QTL_ERR_NOMEM;
+        p->fill_f32_min = (r->flags & PF_F32_MIN) != 0;
+        p->allow_zero = (r->flags & PF_ALLOW_ZERO) != 0;
+        p->block_n = r->shape == SH_BLOCKS ? l->q.block[0] : 0;
+        p->pack = r->flags & PF_PACKED ? 32 / l->q.bits : 0;
     }
-    default: return QTL_ERR_UNSUPPORTED;
-    }
-#undef P
     return QTL_OK;
 }
 
@@ -182,47 +159,51 @@ static int divides(struct lmodel *m, const char *id, const char *what, uint64_t 
     return 0;
 }
 
+/* Every output partition's rows per rank divisible by `unit` (ID names the rule). */
+static int rows_divide(struct lmodel *m, const struct llayer *l, const char *id, uint64_t unit)
+{
+    char what[256];
+    for (int i = 0; i < l->L; i++) {
+        snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
+        if (!divides(m, id, what, l->part[i], unit))
+            return 0;
+    }
+    return 1;
+}
+
+static int cols_divide(struct lmodel *m, const struct llayer *l, const char *id, uint64_t unit)
+{
+    char what[256];
+    snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
+    return divides(m, id, what, l->in_pp, unit);
+}
+
+/* validate_fp8_block_shape: column layers split rows, row layers split columns, in whole blocks */
+static int check_block(struct lmodel *m, const struct llayer *l)
+{
+    return l->kind == LK_ROW ? cols_divide(m, l, "tp.block", l->q.block[1]) : rows_divide(m, l, "tp.block", l->q.block[0]);
+}
+
+/* NVFP4: whole 16-element groups of the input per rank */
+static int check_nvfp4(struct lmodel *m, const struct llayer *l) { return cols_divide(m, l, "tp.nvfp4", 16); }
+
+/* WNA16: whole groups per rank where the input is split; whole zero-point packs per rank */
+static int check_wna16(struct lmodel *m, const struct llayer *l)
+{
+    if (wna16_partitioned(l) && l->q.group_size && l->kind == LK_ROW &&
+        !cols_divide(m, l, "tp.group", l->q.group_size))
+        return 0;
+    return l->q.symmetric || rows_divide(m, l, "tp.pack", 32 / l->q.bits);
+}
+
 /* The per-rank partitions against the scheme's granularity, as vLLM's
  * create_weights / validate_fp8_block_shape assert (§7). */
 static int partition_checks(struct lmodel *m, const struct llayer *l)
 {
-    const struct qtl_layer_quant *q = &l->q;
-    char what[256];
-    if (m->tp == 1)
-        return 1;
-    switch (q->scheme) {
-    case QTL_LS_FP8_BLOCK:
-    case QTL_LS_CT_FP8_BLOCK:
-        for (int i = 0; i < l->L && l->kind != LK_ROW; i++) {
-            snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
-            if (!divides(m, "tp.block", what, l->part[i], q->block[0]))
-                return 0;
-        }
-        snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
-        return l->kind != LK_ROW || divides(m, "tp.block", what, l->in_pp, q->block[1]);
-    case QTL_LS_CT_NVFP4:
-    case QTL_LS_CT_NVFP4_A16:
-    case QTL_LS_MODELOPT_NVFP4:
-    case QTL_LS_MODELOPT_W4A16_NVFP4:
-        snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
-        return divides(m, "tp.nvfp4", what, l->in_pp, 16);
-    case QTL_LS_CT_WNA16: {
-        uint32_t pack = 32 / q->bits;
-        int partition = !(q->actorder || (q->group_size == 0 && l->kind == LK_ROW));
-        if (partition && q->group_size && l->kind == LK_ROW) {
-            snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
-            if (!divides(m, "tp.group", what, l->in_pp, q->group_size))
-                return 0;
-        }
-        for (int i = 0; i < l->L && !q->symmetric; i++) {
-            snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
-            if (!divides(m, "tp.pack", what, l->part[i], pack))
-                return 0;
-        }
-        return 1;
-    }
-    default: return 1;
-    }
+    static int (*const checks[])(struct lmodel *, const struct llayer *) = {
+        [TPC_NONE] = NULL, [TPC_BLOCK] = check_block, [TPC_NVFP4] = check_nvfp4, [TPC_WNA16] = check_wna16};
+    const struct scheme_traits *t = qtl__scheme(l->q.scheme);
+    return m->tp == 1 || !t || !checks[t->tp_check] || checks[t->tp_check](m, l);
 }
 
 int qtl__model_build(struct lmodel *m)

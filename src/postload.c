@@ -108,145 +108,143 @@ static int add_scalar(struct lmodel *m, const struct llayer *ly, const char *suf
     return QTL_OK;
 }
 
+/* FP8 per-tensor (fp8, compressed-tensors, ModelOpt): requantize_with_max_scale
+ * of each sub-matrix to the largest slot, scales collapsed to one value. */
+int qtl__process_fp8_tensor(struct lmodel *m, const struct llayer *ly, int *slots_differ)
+{
+    (void)slots_differ;
+    struct lparam *w = layer_param(m, ly, "weight"), *ws = layer_param(m, ly, "weight_scale"), *is;
+    float s_max = max_slots(ws);
+    int unfused = f32_at(ws, ws->shape[0] - 1) > -448.0f;
+    int skip = ly->q.scheme == QTL_LS_MODELOPT_FP8 && slots_equal(ws);
+    if (unfused && !skip) {
+        uint64_t start = 0;
+        for (int i = 0; i < ly->L; i++) {
+            uint64_t n = ly->part[i];
+            if (n)
+                qtl__requant_fp8(w->data + start * w->shape[1], n, w->shape[1], f32_at(ws, (uint64_t)i), s_max);
+            start += n;
+        }
+    }
+    int rc = to_scalar(m, ws, s_max);
+    if (!rc && (is = layer_param(m, ly, "input_scale")))
+        rc = to_scalar(m, is, max_slots(is));
+    return rc;
+}
+
+/* W8A8 INT8: convert_to_channelwise for fused per-tensor scales; a static
+ * asymmetric input becomes one scale, a zero point and azp_adj. */
+int qtl__process_int8(struct lmodel *m, const struct llayer *ly, int *slots_differ)
+{
+    (void)slots_differ;
+    struct lparam *ws = layer_param(m, ly, "weight_scale"), *w = layer_param(m, ly, "weight"), *is, *zp, *p;
+    int rc;
+    if (ly->q.scheme == QTL_LS_CT_INT8_TENSOR && ly->L > 1) { /* convert_to_channelwise */
+        uint64_t N = w->shape[0], start = 0;
+        float v[3];
+        for (int i = 0; i < ly->L; i++)
+            v[i] = f32_at(ws, (uint64_t)i);
+        unsigned char *d = qtl__param_new_data(m, ws, N * 4);
+        if (!d)
+            return QTL_ERR_NOMEM;
+        for (int i = 0; i < ly->L; i++) {
+            for (uint64_t r = start; r < start + ly->part[i]; r++)
+                memcpy(d + 4 * r, &v[i], 4);
+            start += ly->part[i];
+        }
+        ws->nbytes = N * 4;
+        ws->ndim = 2;
+        ws->shape[0] = N;
+        ws->shape[1] = 1;
+        ws->kind = PK_CHANNEL;
+    }
+    if (!(is = layer_param(m, ly, "input_scale")))
+        return QTL_OK;
+    float s = f32_at(is, 0);
+    if (!(zp = layer_param(m, ly, "input_zero_point")))
+        return to_scalar(m, is, s); /* max over one value */
+    int32_t azp = (int8_t)zp->data[0];
+    float range_max = s * (float)(127 - azp), range_min = s * (float)(-128 - azp);
+    float scale = (range_max - range_min) / 255.0f;
+    int32_t azp2 = (int32_t)(-128.0f - range_min / scale);
+    if ((rc = to_scalar(m, is, scale)))
+        return rc;
+    if (!qtl__param_new_data(m, zp, 4))
+        return QTL_ERR_NOMEM;
+    memcpy(zp->data, &azp2, 4);
+    zp->dtype = QTL_DTYPE_I32;
+    zp->ndim = 0;
+    zp->nbytes = 4;
+    /* azp_adj = column sums of the transposed weight, times the zero point: [1, N] */
+    uint64_t N = w->shape[0], K = w->shape[1];
+    if (!(p = qtl__model_grow(m)))
+        return QTL_ERR_NOMEM;
+    w = layer_param(m, ly, "weight"); /* the array may have moved */
+    snprintf(p->name, sizeof p->name, "%s.azp_adj", ly->prefix);
+    p->kind = PK_BASE;
+    p->dtype = QTL_DTYPE_I32;
+    p->ndim = 2;
+    p->shape[0] = 1;
+    p->shape[1] = N;
+    p->nbytes = N * 4;
+    p->written = qtl__calloc(m->al, 1, sizeof *p->written);
+    p->nunits = 1;
+    if (!p->written || !qtl__param_new_data(m, p, p->nbytes))
+        return QTL_ERR_NOMEM;
+    for (uint64_t n = 0; n < N; n++) {
+        int32_t sum = 0;
+        for (uint64_t k = 0; k < K; k++)
+            sum += (int8_t)w->data[n * K + k];
+        sum *= azp2;
+        memcpy(p->data + 4 * n, &sum, 4);
+    }
+    return QTL_OK;
+}
+
+/* compressed-tensors NVFP4: weight_packed -> weight, global scales inverted
+ * (max over slots), alpha. */
+int qtl__process_ct_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_differ)
+{
+    rename_param(layer_param(m, ly, "weight_packed"), ly, "weight");
+    struct lparam *wg = layer_param(m, ly, "weight_global_scale");
+    *slots_differ |= !slots_equal(wg);
+    float wgs = 1.0f / max_slots(wg);
+    int rc = to_scalar(m, wg, wgs);
+    struct lparam *ig = layer_param(m, ly, "input_global_scale");
+    if (rc || !ig)
+        return rc;
+    *slots_differ |= !slots_equal(ig);
+    float inv = max_slots(ig), igs = 1.0f / inv, alpha = igs * wgs;
+    if ((rc = to_scalar(m, ig, igs)) || (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)))
+        return rc;
+    return add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha);
+}
+
+/* ModelOpt NVFP4 (W4A4 and W4A16): weight_scale_2 -> weight_global_scale, alpha. */
+int qtl__process_modelopt_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_differ)
+{
+    struct lparam *s2 = layer_param(m, ly, "weight_scale_2"), *in = layer_param(m, ly, "input_scale");
+    *slots_differ |= !slots_equal(s2);
+    float wgs = max_slots(s2);
+    rename_param(s2, ly, "weight_global_scale");
+    if (ly->q.scheme == QTL_LS_MODELOPT_W4A16_NVFP4) { /* weight-only: the input scale goes */
+        drop(in);
+        return to_scalar(m, s2, wgs);
+    }
+    *slots_differ |= !slots_equal(in);
+    float igs = max_slots(in), alpha = igs * wgs, inv = 1.0f / igs;
+    rename_param(in, ly, "input_global_scale");
+    int rc;
+    if ((rc = to_scalar(m, s2, wgs)) || (rc = to_scalar(m, in, igs)) ||
+        (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)))
+        return rc;
+    return add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv);
+}
+
 static int process_layer(struct lmodel *m, const struct llayer *ly, int *slots_differ)
 {
-    struct lparam *w, *ws, *is, *zp, *p;
-    int rc = QTL_OK;
-    switch (ly->q.scheme) {
-    case QTL_LS_FP8_TENSOR:
-    case QTL_LS_CT_FP8_TENSOR:
-    case QTL_LS_MODELOPT_FP8: {
-        w = layer_param(m, ly, "weight");
-        ws = layer_param(m, ly, "weight_scale");
-        float s_max = max_slots(ws);
-        int unfused = f32_at(ws, ws->shape[0] - 1) > -448.0f;
-        int skip = ly->q.scheme == QTL_LS_MODELOPT_FP8 && slots_equal(ws);
-        if (unfused && !skip) {
-            uint64_t start = 0;
-            for (int i = 0; i < ly->L; i++) {
-                uint64_t n = ly->part[i];
-                if (n)
-                    qtl__requant_fp8(w->data + start * w->shape[1], n, w->shape[1], f32_at(ws, (uint64_t)i), s_max);
-                start += n;
-            }
-        }
-        if ((rc = to_scalar(m, ws, s_max)))
-            return rc;
-        if ((is = layer_param(m, ly, "input_scale")) && (rc = to_scalar(m, is, max_slots(is))))
-            return rc;
-        break;
-    }
-    /* QTL_LS_FP8_BLOCK: nothing. vLLM 0.32's block kernels keep `weight_scale_inv` (the spec's
-     * rename to weight_scale is older vLLM); the weight stays [N, K]. */
-    case QTL_LS_CT_INT8_TENSOR:
-    case QTL_LS_CT_INT8_CHANNEL: {
-        ws = layer_param(m, ly, "weight_scale");
-        w = layer_param(m, ly, "weight");
-        if (ly->q.scheme == QTL_LS_CT_INT8_TENSOR && ly->L > 1) { /* convert_to_channelwise */
-            uint64_t N = w->shape[0], start = 0;
-            float v[3];
-            for (int i = 0; i < ly->L; i++)
-                v[i] = f32_at(ws, (uint64_t)i);
-            unsigned char *d = qtl__param_new_data(m, ws, N * 4);
-            if (!d)
-                return QTL_ERR_NOMEM;
-            for (int i = 0; i < ly->L; i++) {
-                for (uint64_t r = start; r < start + ly->part[i]; r++)
-                    memcpy(d + 4 * r, &v[i], 4);
-                start += ly->part[i];
-            }
-            ws->nbytes = N * 4;
-            ws->ndim = 2;
-            ws->shape[0] = N;
-            ws->shape[1] = 1;
-            ws->kind = PK_CHANNEL;
-        }
-        if (!(is = layer_param(m, ly, "input_scale")))
-            break;
-        float s = f32_at(is, 0);
-        zp = layer_param(m, ly, "input_zero_point");
-        if (!zp) {
-            rc = to_scalar(m, is, s); /* max over one value */
-            break;
-        }
-        int32_t azp = (int8_t)zp->data[0];
-        float range_max = s * (float)(127 - azp), range_min = s * (float)(-128 - azp);
-        float scale = (range_max - range_min) / 255.0f;
-        int32_t azp2 = (int32_t)(-128.0f - range_min / scale);
-        if ((rc = to_scalar(m, is, scale)))
-            return rc;
-        if (!qtl__param_new_data(m, zp, 4))
-            return QTL_ERR_NOMEM;
-        memcpy(zp->data, &azp2, 4);
-        zp->dtype = QTL_DTYPE_I32;
-        zp->ndim = 0;
-        zp->nbytes = 4;
-        /* azp_adj = column sums of the transposed weight, times the zero point: [1, N] */
-        uint64_t N = w->shape[0], K = w->shape[1];
-        if (!(p = qtl__model_grow(m)))
-            return QTL_ERR_NOMEM;
-        w = layer_param(m, ly, "weight"); /* the array may have moved */
-        snprintf(p->name, sizeof p->name, "%s.azp_adj", ly->prefix);
-        p->kind = PK_BASE;
-        p->dtype = QTL_DTYPE_I32;
-        p->ndim = 2;
-        p->shape[0] = 1;
-        p->shape[1] = N;
-        p->nbytes = N * 4;
-        p->written = qtl__calloc(m->al, 1, sizeof *p->written);
-        p->nunits = 1;
-        if (!p->written || !qtl__param_new_data(m, p, p->nbytes))
-            return QTL_ERR_NOMEM;
-        for (uint64_t n = 0; n < N; n++) {
-            int32_t sum = 0;
-            for (uint64_t k = 0; k < K; k++)
-                sum += (int8_t)w->data[n * K + k];
-            sum *= azp2;
-            memcpy(p->data + 4 * n, &sum, 4);
-        }
-        break;
-    }
-    case QTL_LS_CT_NVFP4:
-    case QTL_LS_CT_NVFP4_A16: {
-        rename_param(layer_param(m, ly, "weight_packed"), ly, "weight");
-        struct lparam *wg = layer_param(m, ly, "weight_global_scale");
-        *slots_differ |= !slots_equal(wg);
-        float wgs = 1.0f / max_slots(wg);
-        if ((rc = to_scalar(m, wg, wgs)))
-            return rc;
-        struct lparam *ig = layer_param(m, ly, "input_global_scale");
-        if (!ig)
-            break;
-        *slots_differ |= !slots_equal(ig);
-        float inv = max_slots(ig), igs = 1.0f / inv, alpha = igs * wgs;
-        if ((rc = to_scalar(m, ig, igs)) || (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)) ||
-            (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)))
-            return rc;
-        break;
-    }
-    case QTL_LS_MODELOPT_NVFP4:
-    case QTL_LS_MODELOPT_W4A16_NVFP4: {
-        struct lparam *s2 = layer_param(m, ly, "weight_scale_2"), *in = layer_param(m, ly, "input_scale");
-        *slots_differ |= !slots_equal(s2);
-        float wgs = max_slots(s2);
-        if (ly->q.scheme == QTL_LS_MODELOPT_W4A16_NVFP4) {
-            rename_param(s2, ly, "weight_global_scale");
-            rc = to_scalar(m, s2, wgs);
-            drop(in);
-            break;
-        }
-        *slots_differ |= !slots_equal(in);
-        float igs = max_slots(in), alpha = igs * wgs, inv = 1.0f / igs;
-        rename_param(s2, ly, "weight_global_scale");
-        rename_param(in, ly, "input_global_scale");
-        if ((rc = to_scalar(m, s2, wgs)) || (rc = to_scalar(m, in, igs)) || (rc = add_scalar(m, ly, "alpha", QTL_DTYPE_F32, &alpha)) ||
-            (rc = add_scalar(m, ly, "input_global_scale_inv", QTL_DTYPE_F32, &inv)))
-            return rc;
-        break;
-    }
-    default: break; /* unquantized, FP8 channel/block (CT), WNA16: as loaded */
-    }
-    return rc;
+    const struct scheme_traits *t = qtl__scheme(ly->q.scheme);
+    return t && t->process ? t->process(m, ly, slots_differ) : QTL_OK;
 }
 
 int qtl__model_process(struct lmodel *m, int *slots_differ)
