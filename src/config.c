@@ -35,21 +35,28 @@ struct qtl_config {
     struct qtl_layer_quant global; /* fp8 / ModelOpt: one scheme for every quantized layer */
 };
 
-static const struct {
-    const char *name;
-    enum qtl_arch arch;
-} archs[] = {{"LlamaForCausalLM", QTL_ARCH_LLAMA},
-             {"MistralForCausalLM", QTL_ARCH_MISTRAL},
-             {"Qwen2ForCausalLM", QTL_ARCH_QWEN2},
-             {"Qwen3ForCausalLM", QTL_ARCH_QWEN3},
-             {"Phi3ForCausalLM", QTL_ARCH_PHI3}};
+/* The architectures vLLM 0.32 loads through its Llama-family load_weights
+ * (stacked q/k/v -> qkv_proj, gate/up -> gate_up_proj): what each model file
+ * adds (Qwen2 qkv bias, Qwen3 q/k norms) and whether its checkpoints store the
+ * fused matrices themselves (Phi-3: qkv_proj, gate_up_proj on disk). */
+static const struct qtl_arch_traits archs[] = {
+    {"LlamaForCausalLM", QTL_ARCH_LLAMA, 0, 0, 0},   {"MistralForCausalLM", QTL_ARCH_MISTRAL, 0, 0, 0},
+    {"Qwen2ForCausalLM", QTL_ARCH_QWEN2, 1, 0, 0},   {"Qwen3ForCausalLM", QTL_ARCH_QWEN3, 0, 1, 0},
+    {"Phi3ForCausalLM", QTL_ARCH_PHI3, 0, 0, 1},
+};
 
-const char *qtl_arch_name(enum qtl_arch a)
+const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a)
 {
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (archs[i].arch == a)
-            return archs[i].name;
+            return &archs[i];
     return NULL;
+}
+
+const char *qtl_arch_name(enum qtl_arch a)
+{
+    const struct qtl_arch_traits *t = qtl__arch_traits(a);
+    return t ? t->name : NULL;
 }
 
 static const char *const scheme_names[QTL_LS_COUNT] = {
@@ -88,15 +95,17 @@ static int parse_shape(qtl_config_t *c, enum qtl_dtype dtype_override)
     struct qtl_model_shape *s = &c->shape;
     json_t *a = json_object_get(c->root, "architectures");
     const char *an = json_string_value(json_array_get(a, 0));
-    int found = 0;
-    for (size_t i = 0; an && i < sizeof archs / sizeof archs[0]; i++)
-        if (!strcmp(an, archs[i].name))
-            s->arch = archs[i].arch, found = 1;
-    if (!found)
-        return qtl__fail(&c->err, QTL_ERR_UNSUPPORTED,
-                         "%s/config.json: architecture %s%s%s is not supported (supported: LlamaForCausalLM, "
-                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM)",
-                         c->dir, an ? "'" : "", an ? an : "(none)", an ? "'" : "");
+    const struct qtl_arch_traits *at = NULL;
+    char names[256] = "";
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        if (an && !strcmp(an, archs[i].name))
+            at = &archs[i];
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", archs[i].name);
+    }
+    if (!at)
+        return qtl__fail(&c->err, QTL_ERR_UNSUPPORTED, "%s/config.json: architecture %s%s%s is not supported (supported: %s)",
+                         c->dir, an ? "'" : "", an ? an : "(none)", an ? "'" : "", names);
+    s->arch = at->arch;
     int rc;
     if ((rc = get_u32(c, "hidden_size", &s->hidden, 1)) || (rc = get_u32(c, "num_attention_heads", &s->heads, 1)) ||
         (rc = get_u32(c, "intermediate_size", &s->intermediate, 1)) ||
@@ -118,8 +127,8 @@ static int parse_shape(qtl_config_t *c, enum qtl_dtype dtype_override)
         return qtl__fail(&c->err, QTL_ERR_JSON, "%s/config.json: num_attention_heads %u is not a multiple of "
                          "num_key_value_heads %u", c->dir, s->heads, s->kv_heads);
     s->tie_word_embeddings = json_is_true(json_object_get(c->root, "tie_word_embeddings"));
-    s->qkv_bias = s->arch == QTL_ARCH_QWEN2;
-    s->qk_norm = s->arch == QTL_ARCH_QWEN3;
+    s->qkv_bias = at->qkv_bias;
+    s->qk_norm = at->qk_norm;
     const char *td = json_string_value(json_object_get(c->root, "torch_dtype"));
     if (!td)
         td = json_string_value(json_object_get(c->root, "dtype"));

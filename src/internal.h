@@ -115,6 +115,15 @@ int qtl__st_block_ranges(const struct qtl_tensor_info *ti, uint64_t row0, uint64
                          uint64_t ncols, struct qtl_err *err, uint64_t *row_bytes, uint64_t *col_off,
                          uint64_t *col_bytes);
 
+/* ---- architectures (config.c) ---- */
+struct qtl_arch_traits {
+    const char *name; /* config.json "architectures"[0] */
+    enum qtl_arch arch;
+    int qkv_bias, qk_norm;
+    int fused_on_disk; /* checkpoints store qkv_proj and gate_up_proj, not q/k/v and gate/up */
+};
+const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a);
+
 /* ---- checkpoints (ckpt.c) ---- */
 /* Tensor i's name, owned by the checkpoint; NULL when out of range. */
 const char *qtl__ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i);

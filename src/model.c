@@ -234,7 +234,7 @@ int qtl__model_build(struct lmodel *m)
                                  s->hidden, -1);
     if (!p)
         return QTL_ERR_NOMEM;
-    int phi3 = s->arch == QTL_ARCH_PHI3;
+    int fused = qtl__arch_traits(s->arch)->fused_on_disk; /* scheme resolved for the fused module itself */
     char pre[160], a[160], b[160], c[160];
     for (uint32_t li = 0; li < s->layers; li++) {
         snprintf(pre, sizeof pre, "model.layers.%u.input_layernorm.weight", li);
@@ -258,7 +258,7 @@ int qtl__model_build(struct lmodel *m)
         snprintf(b, sizeof b, "model.layers.%u.self_attn.k_proj", li);
         snprintf(c, sizeof c, "model.layers.%u.self_attn.v_proj", li);
         const char *const qkv_parts[3] = {a, b, c};
-        int rc = add_layer(m, pre, LK_QKV, qkv, 3, s->hidden, phi3 ? NULL : qkv_parts, phi3 ? 0 : 3);
+        int rc = add_layer(m, pre, LK_QKV, qkv, 3, s->hidden, fused ? NULL : qkv_parts, fused ? 0 : 3);
         if (rc)
             return rc;
         if (s->qkv_bias) {
@@ -275,7 +275,7 @@ int qtl__model_build(struct lmodel *m)
         snprintf(a, sizeof a, "model.layers.%u.mlp.gate_proj", li);
         snprintf(b, sizeof b, "model.layers.%u.mlp.up_proj", li);
         const char *const gu_parts[2] = {a, b};
-        if ((rc = add_layer(m, pre, LK_MERGED, gu, 2, s->hidden, phi3 ? NULL : gu_parts, phi3 ? 0 : 2)))
+        if ((rc = add_layer(m, pre, LK_MERGED, gu, 2, s->hidden, fused ? NULL : gu_parts, fused ? 0 : 2)))
             return rc;
         uint64_t dn[1] = {s->hidden};
         snprintf(pre, sizeof pre, "model.layers.%u.mlp.down_proj", li);
