@@ -103,14 +103,15 @@ static int params_from_file(qtl_load_t *l)
         struct qtl_tensor_info ti;
         qtl_st_tensor_at(l->pre, i, &ti);
         struct lparam *p = &l->m.params[l->m.nparams++];
-        if (ti.ndim > 2)
-            return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %u dimensions", ti.file, ti.name, ti.ndim);
+        if (ti.ndim > QTL_PARAM_DIMS)
+            return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %u dimensions (at most %d)",
+                             ti.file, ti.name, ti.ndim, QTL_PARAM_DIMS);
         snprintf(p->name, sizeof p->name, "%s", ti.name);
         p->kind = PK_BASE;
         p->dtype = ti.dtype;
         p->ndim = ti.ndim;
-        p->shape[0] = ti.ndim ? ti.shape[0] : 0;
-        p->shape[1] = ti.ndim > 1 ? ti.shape[1] : 0;
+        for (uint32_t d = 0; d < ti.ndim; d++)
+            p->shape[d] = ti.shape[d];
         p->layer = -1;
     }
     return QTL_OK;

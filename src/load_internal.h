@@ -6,6 +6,7 @@
 #include "exec.h"
 
 #define QTL_NO_EXPERT UINT32_MAX
+#define QTL_PARAM_DIMS 4
 
 /* vLLM parameter classes (parameter.py) plus embeddings and norms. */
 enum pkind {
@@ -39,8 +40,8 @@ struct lparam {
     char name[192];
     enum pkind kind;
     enum qtl_dtype dtype;
-    uint32_t ndim;
-    uint64_t shape[2];
+    uint32_t ndim;                /* 0..QTL_PARAM_DIMS; an expert axis comes first */
+    uint64_t shape[QTL_PARAM_DIMS];
     int layer; /* owning linear layer, -1 for embeddings and norms */
     int is_scale, allow_zero, fill_f32_min;
     uint32_t block_n, pack;

@@ -26,11 +26,16 @@ static uint64_t cols_of(const struct qtl_tensor_info *ti)
         c *= ti->shape[d];
     return c;
 }
-static uint64_t pcols(const struct lparam *p) { return p->ndim == 2 ? p->shape[1] : 1; }
+/* A parameter is rows of its last dimension: [L] is L one-element rows, [N, K]
+ * N rows of K, [E, N, K] E * N rows of K. Coverage counts rows. */
+static uint64_t pcols(const struct lparam *p) { return p->ndim >= 2 ? p->shape[p->ndim - 1] : 1; }
 
 uint64_t qtl__param_numel(const struct lparam *p)
 {
-    return p->ndim == 2 ? p->shape[0] * p->shape[1] : p->ndim ? p->shape[0] : 1;
+    uint64_t n = 1;
+    for (uint32_t d = 0; d < p->ndim; d++)
+        n *= p->shape[d];
+    return n;
 }
 
 /* Parameters vLLM overwrites whole on every write (BasevLLMParameter, g_idx in
@@ -53,7 +58,7 @@ struct lparam *qtl__find_param(qtl_load_t *l, const char *name)
 static int init_param(qtl_load_t *l, struct lparam *p)
 {
     p->nbytes = qtl__param_numel(p) * qtl_dtype_bits(p->dtype) / 8;
-    p->nunits = overwrite_whole(p) || p->ndim == 0 ? 1 : p->shape[0];
+    p->nunits = overwrite_whole(p) || p->ndim == 0 ? 1 : qtl__param_numel(p) / pcols(p);
     p->written = qtl__calloc(&l->al, p->nunits ? (size_t)p->nunits : 1, sizeof *p->written);
     p->last_op = -1;
     p->pad_from = p->nbytes;
@@ -154,10 +159,9 @@ static int emit(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t r
 static int emit_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
 {
     uint64_t pn = qtl__param_numel(p);
-    int same = s->ti.numel == pn &&
-               (s->ti.ndim == p->ndim ? (p->ndim < 1 || s->ti.shape[0] == p->shape[0]) &&
-                                            (p->ndim < 2 || s->ti.shape[1] == p->shape[1])
-                                      : (pn == 1 && s->ti.ndim <= 1 && p->ndim <= 1)); /* 0-D and [1] alike */
+    int same = s->ti.numel == pn && (s->ti.ndim == p->ndim || (pn == 1 && s->ti.ndim <= 1 && p->ndim <= 1));
+    for (uint32_t d = 0; same && s->ti.ndim == p->ndim && d < p->ndim; d++) /* 0-D and [1] alike */
+        same = s->ti.shape[d] == p->shape[d];
     if (!same)
         return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
                             "%s: tensor '%s' has %llu elements in %u dimension(s), parameter '%s' needs %llu",

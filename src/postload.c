@@ -36,7 +36,7 @@ static int to_scalar(struct lmodel *m, struct lparam *p, float v)
     memcpy(d, &v, 4);
     p->nbytes = 4;
     p->ndim = 0;
-    p->shape[0] = p->shape[1] = 0;
+    memset(p->shape, 0, sizeof p->shape);
     p->kind = PK_BASE;
     return QTL_OK;
 }
