@@ -121,6 +121,94 @@ QTL_API const char *qtl_strerror(int status);
  *  "UNKNOWN" for a value outside the table; static storage. */
 QTL_API const char *qtl_errname(int status);
 
+/* ---- findings ------------------------------------------------------------
+ * Every finding qtl reports (struct qtl_diag, qtl verify's "findings") carries
+ * one of these IDs. The ID strings are a stable interface (--allow, JSON
+ * output, scripts): never renamed. The enum values follow the table's order
+ * and may change between versions. The severity is the one reported unless
+ * the caller changes it: `allow` downgrades loader errors to warnings, and
+ * verify reports a tp size it was not asked for as info.
+ * XX(NAME, "id", default severity, "what it means"). */
+enum qtl_severity { QTL_SEV_INFO = 0, QTL_SEV_WARNING = 1, QTL_SEV_ERROR = 2 };
+
+#define QTL_FINDING_MAP(XX)                                                                                          \
+    /* the checkpoint's files (qtl_ckpt_check) */                                                                    \
+    XX(SHARD_MISSING, "shard-missing", QTL_SEV_ERROR, "a shard file the index lists does not exist")                 \
+    XX(SHARD_INVALID, "shard-invalid", QTL_SEV_ERROR,                                                                \
+       "a shard file is not valid safetensors (truncated, a git-lfs pointer, a bad header)")                         \
+    XX(TENSOR_MISSING, "tensor-missing", QTL_SEV_ERROR, "the index maps a tensor to a shard that does not hold it")  \
+    XX(TENSOR_DUPLICATE, "tensor-duplicate", QTL_SEV_ERROR, "a tensor is stored in more than one shard")             \
+    XX(TENSOR_NOT_IN_INDEX, "tensor-not-in-index", QTL_SEV_WARNING,                                                  \
+       "a shard holds a tensor the index does not list (vLLM still loads it)")                                       \
+    /* the layout at this tp: qtl_load_open fails, qtl_load_fail_id names it */                                      \
+    XX(CONFIG_UNSUPPORTED, "config.unsupported", QTL_SEV_ERROR,                                                      \
+       "the config asks for a quantization method or layer scheme qtl (like vLLM) does not load")                    \
+    XX(TP_HEADS, "tp.heads", QTL_SEV_ERROR, "num_attention_heads is not divisible by tp")                            \
+    XX(TP_KV_HEADS, "tp.kv-heads", QTL_SEV_ERROR, "neither num_key_value_heads nor tp divides the other")            \
+    XX(TP_INTERMEDIATE, "tp.intermediate", QTL_SEV_ERROR, "intermediate_size is not divisible by tp")                \
+    XX(TP_VOCAB, "tp.vocab", QTL_SEV_ERROR, "the padded vocabulary is not divisible by tp")                          \
+    XX(TP_BLOCK, "tp.block", QTL_SEV_ERROR, "a per-rank partition is not a multiple of the FP8 weight block")        \
+    XX(TP_GROUP, "tp.group", QTL_SEV_ERROR, "a per-rank input partition is not a multiple of group_size")            \
+    XX(TP_NVFP4, "tp.nvfp4", QTL_SEV_ERROR, "a per-rank input partition is not a multiple of the NVFP4 group (16)")  \
+    XX(TP_PACK, "tp.pack", QTL_SEV_ERROR, "a per-rank partition is not a multiple of the zero-point pack factor")    \
+    /* the plan (qtl_load_open), before any tensor data is read */                                                   \
+    XX(TENSOR_UNMAPPED, "tensor.unmapped", QTL_SEV_ERROR, "a checkpoint tensor no parameter takes")                  \
+    XX(TENSOR_SHAPE, "tensor.shape", QTL_SEV_ERROR, "a tensor's shape does not fit the parameter and tp")            \
+    XX(TENSOR_DTYPE, "tensor.dtype", QTL_SEV_ERROR, "a tensor's dtype is one the parameter cannot take")             \
+    XX(TENSOR_SHARD, "tensor.shard", QTL_SEV_ERROR, "a tensor names a shard id or slot the parameter does not have") \
+    XX(SCALE_VECTOR, "scale.vector", QTL_SEV_ERROR, "a per-tensor scale stored as a [n > 1] vector")                 \
+    XX(PARAM_UNWRITTEN, "param.unwritten", QTL_SEV_ERROR, "parameter rows no checkpoint tensor writes")              \
+    XX(SCALE_UNWRITTEN, "scale.unwritten", QTL_SEV_ERROR,                                                            \
+       "scale rows or slots no checkpoint tensor writes (vLLM keeps F32_MIN or garbage there)")                      \
+    XX(PARAM_DOUBLE_WRITE, "param.double-write", QTL_SEV_ERROR, "parameter rows written by more than one tensor")    \
+    XX(CONSEQUENCE, "consequence", QTL_SEV_INFO,                                                                     \
+       "an effect of another finding, its root cause (e.g. rows a failed tensor left unwritten)")                    \
+    /* execution (qtl_load_run) and post-processing (qtl_load_process) */                                            \
+    XX(TENSOR_READ, "tensor.read", QTL_SEV_ERROR, "reading a tensor's bytes failed (file, tensor, offset, reason)")  \
+    XX(FILE_CHANGED, "file.changed", QTL_SEV_ERROR,                                                                  \
+       "a shard file's size differs from the plan's when reading starts")                                            \
+    XX(SCALE_NAN, "scale.nan", QTL_SEV_ERROR, "a scale holds a NaN")                                                 \
+    XX(SCALE_INF, "scale.inf", QTL_SEV_ERROR, "a scale holds an infinity")                                           \
+    XX(SCALE_NONPOSITIVE, "scale.nonpositive", QTL_SEV_ERROR, "a scale holds zero or a negative value")              \
+    XX(PARAM_OVERWRITE_DIFFERS, "param.overwrite-differs", QTL_SEV_WARNING,                                          \
+       "a parameter written whole by several tensors got different values; vLLM keeps the last")                     \
+    XX(SCALE_SLOTS_DIFFER, "scale.slots-differ", QTL_SEV_WARNING,                                                    \
+       "a fused layer's per-part scales differ; vLLM reduces them with max and requantizes or rescales")             \
+    /* qtl verify's own checks */                                                                                    \
+    XX(CONFIG_INVALID, "config.invalid", QTL_SEV_ERROR,                                                              \
+       "config.json or hf_quant_config.json is unreadable or malformed")                                             \
+    XX(LOAD_OPEN, "load.open", QTL_SEV_ERROR,                                                                        \
+       "the loader could not open the checkpoint, for a reason other than the layout")                               \
+    XX(SCALE_CONVENTION, "scale.convention", QTL_SEV_ERROR,                                                          \
+       "an NVFP4 global scale stored in the other exporter's convention (its reciprocal)")                           \
+    XX(NAME_FUSED_AND_SPLIT, "name.fused-and-split", QTL_SEV_ERROR,                                                  \
+       "a layer is stored both fused (qkv_proj, gate_up_proj) and split (q_proj, gate_proj)")                        \
+    XX(NAME_KV_SCALE_LEGACY, "name.kv-scale-legacy", QTL_SEV_WARNING,                                                \
+       "k/v scales named on k_proj/v_proj, which vLLM releases before the kv-scale remap mis-map")                   \
+    XX(QUANT_LAYER_UNQUANTIZED, "quant.layer-unquantized", QTL_SEV_ERROR,                                            \
+       "the config quantizes a linear layer whose tensors are stored 16/32-bit without scales")                      \
+    XX(QUANT_LAYER_QUANTIZED, "quant.layer-quantized", QTL_SEV_ERROR,                                                \
+       "the config leaves a linear layer unquantized but its tensors are quantized")                                 \
+    XX(TP_KV_REPLICATED, "tp.kv-replicated", QTL_SEV_INFO,                                                           \
+       "at this tp each kv head is replicated over several ranks")
+
+enum qtl_finding {
+#define QTL_XX_ENUM(name, id, severity, doc) QTL_FINDING_##name,
+    QTL_FINDING_MAP(QTL_XX_ENUM)
+#undef QTL_XX_ENUM
+    QTL_FINDING_COUNT
+};
+
+/*! qtl_finding_id() : @return the ID ("tensor.shape"), NULL for a value outside the table; static storage. */
+QTL_API const char *qtl_finding_id(enum qtl_finding f);
+/*! qtl_finding_severity() : @return the default severity, QTL_SEV_ERROR for a value outside the table. */
+QTL_API enum qtl_severity qtl_finding_severity(enum qtl_finding f);
+/*! qtl_finding_doc() : @return the one-line description, NULL outside the table; static storage. */
+QTL_API const char *qtl_finding_doc(enum qtl_finding f);
+/*! qtl_finding_lookup() : exact, case-sensitive match of `id`.
+ *  @return QTL_OK and *out, or QTL_ERR_INVALID_ARGUMENT for an ID not in the table. */
+QTL_API int qtl_finding_lookup(const char *id, enum qtl_finding *out);
+
 /* ---- allocator ---------------------------------------------------------- */
 /* Per-handle allocator hooks (zstd's customMem). alloc returns NULL on failure;
  * free accepts NULL. Every allocation a handle makes goes through them, which
@@ -403,13 +491,11 @@ QTL_API int qtl_st_writer_write_file(qtl_st_writer_t *w, const char *path);
 /* ---- checkpoints (a directory of shards) ---------------------------------- */
 typedef struct qtl_ckpt qtl_ckpt_t;
 
-enum qtl_severity { QTL_SEV_INFO = 0, QTL_SEV_WARNING = 1, QTL_SEV_ERROR = 2 };
-
 /* A finding about a checkpoint (warnings and errors found by qtl_ckpt_check). */
 struct qtl_diag {
     enum qtl_severity severity;
     int code;           /* a qtl_status; QTL_OK for pure warnings */
-    const char *id;     /* stable identifier, e.g. "tensor-not-in-index" */
+    const char *id;     /* stable identifier from QTL_FINDING_MAP, e.g. "tensor-not-in-index" */
     const char *file;   /* may be NULL */
     const char *tensor; /* may be NULL */
     const char *message;

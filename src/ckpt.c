@@ -125,11 +125,13 @@ static int add_tensor(qtl_ckpt_t *ck, const char *name, size_t shard, int in_ind
     return 0;
 }
 
-static int add_diag(qtl_ckpt_t *ck, enum qtl_severity sev, int code, const char *id, const char *file,
-                    const char *tensor, const char *fmt, ...) QTL_PRINTF(7, 8);
-static int add_diag(qtl_ckpt_t *ck, enum qtl_severity sev, int code, const char *id, const char *file,
-                    const char *tensor, const char *fmt, ...)
+/* Severity and ID come from the finding catalogue (the loader applies `allow` when it copies these). */
+static int add_diag(qtl_ckpt_t *ck, enum qtl_finding f, int code, const char *file, const char *tensor,
+                    const char *fmt, ...) QTL_PRINTF(6, 7);
+static int add_diag(qtl_ckpt_t *ck, enum qtl_finding f, int code, const char *file, const char *tensor,
+                    const char *fmt, ...)
 {
+    enum qtl_severity sev = qtl_finding_severity(f);
     char msg[QTL_MSG_CAP];
     va_list ap;
     va_start(ap, fmt);
@@ -142,7 +144,7 @@ static int add_diag(qtl_ckpt_t *ck, enum qtl_severity sev, int code, const char 
     struct ck_diag *d = &ck->diags[ck->ndiags];
     d->severity = sev;
     d->code = code;
-    d->id = id;
+    d->id = qtl_finding_id(f);
     d->file = file ? qtl__strdup(&ck->al, file) : NULL;
     d->tensor = tensor ? qtl__strdup(&ck->al, tensor) : NULL;
     d->message = qtl__strdup(&ck->al, msg);
@@ -463,8 +465,8 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
             for (size_t t = 0; t < ck->ntensors; t++)
                 if (ck->tensors[t].shard == si && affected++ == 0)
                     example = ck->tensors[t].name;
-            if (add_diag(ck, QTL_SEV_ERROR, rc, rc == QTL_ERR_SHARD_MISSING ? "shard-missing" : "shard-invalid",
-                         s->path, NULL, "%s%s%zu tensor(s) of the index live in it%s%s%s", s->err.msg,
+            if (add_diag(ck, rc == QTL_ERR_SHARD_MISSING ? QTL_FINDING_SHARD_MISSING : QTL_FINDING_SHARD_INVALID,
+                         rc, s->path, NULL, "%s%s%zu tensor(s) of the index live in it%s%s%s", s->err.msg,
                          ck->index_path ? "; " : "", ck->index_path ? affected : 0,
                          example ? " (e.g. '" : "", example ? example : "", example ? "')" : "") == QTL_ERR_NOMEM)
                 return QTL_ERR_NOMEM;
@@ -483,7 +485,7 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
                 t->local = k;
                 t->resolved = 1;
                 if (ck->index_path &&
-                    add_diag(ck, QTL_SEV_WARNING, QTL_OK, "tensor-not-in-index", s->path, ti.name,
+                    add_diag(ck, QTL_FINDING_TENSOR_NOT_IN_INDEX, QTL_OK, s->path, ti.name,
                              "%s: tensor '%s' is stored in this shard but absent from %s (vLLM still loads it)",
                              s->path, ti.name, qtl__basename(ck->index_path)))
                     return QTL_ERR_NOMEM;
@@ -492,7 +494,7 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
                 t->resolved = 1;
             } else {
                 const char *other = ck->shards[t->shard].name;
-                if (add_diag(ck, QTL_SEV_ERROR, QTL_ERR_TENSOR_DUPLICATE, "tensor-duplicate", s->path, ti.name,
+                if (add_diag(ck, QTL_FINDING_TENSOR_DUPLICATE, QTL_ERR_TENSOR_DUPLICATE, s->path, ti.name,
                              "%s: tensor '%s' is also stored in '%s'%s", s->path, ti.name, other,
                              t->in_index ? " (where the index maps it)" : ""))
                     return QTL_ERR_NOMEM;
@@ -503,7 +505,7 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
             struct ck_tensor *ct = &ck->tensors[t];
             if (ct->shard != si || ct->resolved)
                 continue;
-            if (add_diag(ck, QTL_SEV_ERROR, QTL_ERR_TENSOR_MISSING, "tensor-missing", s->path, ct->name,
+            if (add_diag(ck, QTL_FINDING_TENSOR_MISSING, QTL_ERR_TENSOR_MISSING, s->path, ct->name,
                          "%s: tensor '%s': %s maps it to this shard, which does not hold it", s->path, ct->name,
                          qtl__basename(ck->index_path)))
                 return QTL_ERR_NOMEM;

@@ -21,18 +21,18 @@ struct report {
     size_t n, cap;
 };
 
-static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
 #endif
-    ;
-static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...)
+
+static void vadd(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, va_list ap)
+    PRINTF_LIKE(4, 0);
+static void vadd(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, va_list ap)
 {
     char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     for (size_t i = 0; i < r->n; i++) /* the same finding from several passes once */
         if (!strcmp(r->f[i].id, id) && !strcmp(r->f[i].message, msg))
             return;
@@ -48,6 +48,33 @@ static void add(struct report *r, enum qtl_severity sev, const char *id, const c
     snprintf(r->f[r->n].id, sizeof r->f[r->n].id, "%s", id);
     r->f[r->n].message = strdup(msg);
     r->n++;
+}
+
+/* A finding whose severity the caller decides (the loader's, after `allow`; a tp size not asked for). */
+static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...) PRINTF_LIKE(4, 5);
+static void add(struct report *r, enum qtl_severity sev, const char *id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(r, sev, id, fmt, ap);
+    va_end(ap);
+}
+
+/* One of verify's own findings, at the catalogue's severity. */
+static void add_default(struct report *r, enum qtl_finding f, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void add_default(struct report *r, enum qtl_finding f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(r, qtl_finding_severity(f), qtl_finding_id(f), fmt, ap);
+    va_end(ap);
+}
+
+/* Why qtl_load_open failed: the layout rule it names, else a generic load.open. */
+static const char *open_fail_id(const qtl_load_t *l)
+{
+    const char *id = qtl_load_fail_id(l);
+    return id ? id : qtl_finding_id(QTL_FINDING_LOAD_OPEN);
 }
 
 static const char *sev_name(enum qtl_severity s)
@@ -74,11 +101,11 @@ static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl
         for (uint64_t k = 0; k < pi.shape[0]; k++) {
             /* CT global scales multiply (448*6/amax: large); ModelOpt's divide (amax/2688: small) */
             if (ct_global && v[k] > 0 && v[k] < 1.0f)
-                add(r, QTL_SEV_ERROR, "scale.convention",
+                add_default(r, QTL_FINDING_SCALE_CONVENTION,
                     "%s = %g: a compressed-tensors global scale is 448*6/amax (large); this looks like ModelOpt's "
                     "reciprocal convention (amax/2688)", pi.name, (double)v[k]);
             if (mo_scale2 && v[k] > 1.0f)
-                add(r, QTL_SEV_ERROR, "scale.convention",
+                add_default(r, QTL_FINDING_SCALE_CONVENTION,
                     "%s = %g: a ModelOpt weight_scale_2 is amax/2688 (small); this looks like the compressed-tensors "
                     "reciprocal convention", pi.name, (double)v[k]);
         }
@@ -97,7 +124,7 @@ static void scale_checks(struct report *r, const qtl_load_t *l, const struct qtl
             tot += rows[k];
             lose += v[k] < mx ? rows[k] : 0;
         }
-        add(r, QTL_SEV_WARNING, "scale.slots-differ",
+        add_default(r, QTL_FINDING_SCALE_SLOTS_DIFFER,
             "%s: per-part scales differ (max/min = %.4g); vLLM reduces them with max, so %.0f%% of the fused rows are "
             "requantized or rescaled to a coarser scale", pi.name, (double)(mx / mn), 100.0 * lose / tot);
     }
@@ -111,7 +138,7 @@ static void name_checks(struct report *r, qtl_ckpt_t *ck)
     for (size_t i = 0; i < qtl_ckpt_tensor_count(ck); i++) {
         qtl_ckpt_tensor_name(ck, i, nm, sizeof nm);
         if (strstr(nm, ".k_proj.k_scale") || strstr(nm, ".v_proj.v_scale")) {
-            add(r, QTL_SEV_WARNING, "name.kv-scale-legacy",
+            add_default(r, QTL_FINDING_NAME_KV_SCALE_LEGACY,
                 "%s: loads as self_attn.attn.%c_scale in current vLLM; releases before the kv-scale remap mis-map "
                 "it to qkv_proj (KeyError, vLLM #15784 / #37214)", nm, strstr(nm, ".k_proj.") ? 'k' : 'v');
             break;
@@ -134,7 +161,7 @@ static void name_checks(struct report *r, qtl_ckpt_t *ck)
             qtl_ckpt_tensor_name(ck, i, name, sizeof name);
             char *hit = strstr(name, pairs[p].split);
             if (hit && (size_t)(hit - name) == strlen(fused_layer) && !strncmp(name, fused_layer, strlen(fused_layer))) {
-                add(r, QTL_SEV_ERROR, "name.fused-and-split",
+                add_default(r, QTL_FINDING_NAME_FUSED_AND_SPLIT,
                     "%s: both the fused (%s*) and the split (%s*) copies of the layer are present", fused_layer,
                     pairs[p].fused + 1, pairs[p].split + 1);
                 break;
@@ -170,8 +197,8 @@ static void demote(struct report *r, const char *mod)
     snprintf(key, sizeof key, "'%s.", mod);
     for (size_t i = 0; i < r->n; i++)
         if (r->f[i].sev == QTL_SEV_ERROR && strstr(r->f[i].message, key)) {
-            r->f[i].sev = QTL_SEV_INFO;
-            snprintf(r->f[i].id, sizeof r->f[i].id, "consequence");
+            r->f[i].sev = qtl_finding_severity(QTL_FINDING_CONSEQUENCE);
+            snprintf(r->f[i].id, sizeof r->f[i].id, "%s", qtl_finding_id(QTL_FINDING_CONSEQUENCE));
         }
 }
 
@@ -204,11 +231,11 @@ static void quant_layer_checks(struct report *r, qtl_ckpt_t *ck, qtl_config_t *c
             }
             const char *want = qtl_layer_scheme_name(q.scheme);
             if (q.scheme != QTL_LS_UNQUANTIZED && nu && !nq)
-                add(r, QTL_SEV_ERROR, "quant.layer-unquantized",
+                add_default(r, QTL_FINDING_QUANT_LAYER_UNQUANTIZED,
                     "%s: the quantization config gives it %s, but the checkpoint stores it unquantized (16/32-bit "
                     "weight, no scale tensors); add it to the config's ignore list or quantize it", pre, want);
             else if (q.scheme == QTL_LS_UNQUANTIZED && nq)
-                add(r, QTL_SEV_ERROR, "quant.layer-quantized",
+                add_default(r, QTL_FINDING_QUANT_LAYER_QUANTIZED,
                     "%s: the config leaves it unquantized (ignored or no quantization_config), but the checkpoint "
                     "stores quantized weights or scales for it", pre);
             else
@@ -293,8 +320,8 @@ int cmd_verify(int argc, char **argv)
     char source[64] = "";
     int crc = qtl_config_open(qtl_ckpt_dir(ck), NULL, QTL_DTYPE_COUNT, &cfg), have_cfg = crc == QTL_OK;
     if (!have_cfg)
-        add(&r, QTL_SEV_ERROR, crc == QTL_ERR_UNSUPPORTED ? "config.unsupported" : "config.invalid", "%s",
-            qtl_config_errmsg(cfg));
+        add_default(&r, crc == QTL_ERR_UNSUPPORTED ? QTL_FINDING_CONFIG_UNSUPPORTED : QTL_FINDING_CONFIG_INVALID, "%s",
+                    qtl_config_errmsg(cfg));
     enum qtl_quant_method method = have_cfg ? qtl_config_method(cfg) : QTL_QM_NONE;
     char mname[64];
     snprintf(mname, sizeof mname, "%s", method_name(method));
@@ -316,8 +343,7 @@ int cmd_verify(int argc, char **argv)
         struct qtl_load_options o = {.tp = 1, .rank = 0, .dtype_override = QTL_DTYPE_COUNT, .allow = allow, .nallow = nallow, .verify = deep ? 2 : 1};
         qtl_load_t *l = NULL;
         if (qtl_load_open(ckpt, &o, &l) != QTL_OK) {
-            const char *id = qtl_load_fail_id(l);
-            add(&r, QTL_SEV_ERROR, id ? id : "load.open", "%s", qtl_load_errmsg(l));
+            add(&r, QTL_SEV_ERROR, open_fail_id(l), "%s", qtl_load_errmsg(l));
         } else {
             qtl_load_run(l);
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
@@ -346,14 +372,13 @@ int cmd_verify(int argc, char **argv)
         enum qtl_severity sev = tp ? QTL_SEV_ERROR : QTL_SEV_INFO; /* a size not asked for only informs */
         snprintf(tp_why[k], sizeof tp_why[k], "ok");
         if (qtl_load_open(ckpt, &o, &l) != QTL_OK) {
-            const char *id = qtl_load_fail_id(l);
-            snprintf(tp_why[k], sizeof tp_why[k], "%s", id ? id : "load.open");
-            add(&r, sev, id ? id : "load.open", "%s", qtl_load_errmsg(l));
+            snprintf(tp_why[k], sizeof tp_why[k], "%s", open_fail_id(l));
+            add(&r, sev, tp_why[k], "%s", qtl_load_errmsg(l));
         } else if (qtl_load_run(l) != QTL_OK) {
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
-                if (d.severity == QTL_SEV_ERROR && !strncmp(d.id, "tensor.shape", 12)) {
+                if (d.severity == QTL_SEV_ERROR && !strcmp(d.id, qtl_finding_id(QTL_FINDING_TENSOR_SHAPE))) {
                     snprintf(tp_why[k], sizeof tp_why[k], "%s", d.id);
                     add(&r, sev, d.id, "tp=%u: %s", tps[k], d.message);
                 }
@@ -365,7 +390,7 @@ int cmd_verify(int argc, char **argv)
         if (tp_ok[k] && tps[k] > largest)
             largest = tps[k];
         if (tp_ok[k] && shape.kv_heads && tps[k] > shape.kv_heads)
-            add(&r, QTL_SEV_INFO, "tp.kv-replicated",
+            add_default(&r, QTL_FINDING_TP_KV_REPLICATED,
                 "tp=%u: the %u kv heads are replicated %u times (each rank holds 1 kv head; each kv head's k/v rows "
                 "and scales are loaded on %u ranks)", tps[k], shape.kv_heads, tps[k] / shape.kv_heads, tps[k] / shape.kv_heads);
         qtl_load_close(l);
