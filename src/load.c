@@ -35,30 +35,20 @@ static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const cha
     return QTL_OK;
 }
 
-int qtl__finding_sev(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
-                     const char *tensor, const char *fmt, ...)
+/* The catalogue's severity; an error the caller allows (--allow ID) is a warning. */
+int qtl__finding(qtl_load_t *l, int code, enum qtl_finding f, const char *file, const char *tensor, const char *fmt,
+                 ...)
 {
     char msg[QTL_MSG_CAP];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return add_finding(l, sev, code, id, file, tensor, msg);
-}
-
-int qtl__finding(qtl_load_t *l, int code, const char *id, const char *file, const char *tensor, const char *fmt, ...)
-{
-    char msg[QTL_MSG_CAP];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    enum qtl_severity sev = QTL_SEV_ERROR;
-    for (size_t i = 0; i < l->nallow; i++)
+    const char *id = qtl_finding_id(f);
+    enum qtl_severity sev = qtl_finding_severity(f);
+    for (size_t i = 0; sev == QTL_SEV_ERROR && i < l->nallow; i++)
         if (!strcmp(l->allow[i], id))
             sev = QTL_SEV_WARNING;
-    if (code == QTL_OK)
-        sev = QTL_SEV_WARNING;
     return add_finding(l, sev, code, id, file, tensor, msg);
 }
 
@@ -360,7 +350,7 @@ static void read_findings(qtl_load_t *l, const struct xplan *x, const struct qtl
         const char *file = l->files[o->file].path, *t = qtl__op_tensor(l, o);
         const char *why = res[i].status == QTL_ERR_IO && res[i].sys_errno ? strerror(res[i].sys_errno)
                                                                            : qtl_strerror(res[i].status);
-        qtl__finding(l, res[i].status, "tensor.read", file, t, "%s: tensor '%s': reading %llu bytes at offset %llu failed: %s",
+        qtl__finding(l, res[i].status, QTL_FINDING_TENSOR_READ, file, t, "%s: tensor '%s': reading %llu bytes at offset %llu failed: %s",
                      file, t, (unsigned long long)(o->rows * o->row_bytes), (unsigned long long)res[i].at, why);
     }
 }
@@ -382,7 +372,7 @@ static int execute(qtl_load_t *l)
         rc = qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     } else if ((rc = qtl__pread_backend_open(x.paths, x.sizes, x.nfiles, l->direct, &l->al, &l->err, &pb, &be))) {
         if (rc != QTL_ERR_NOMEM)
-            qtl__finding(l, rc, "file.changed", NULL, NULL, "%s", l->err.msg);
+            qtl__finding(l, rc, QTL_FINDING_FILE_CHANGED, NULL, NULL, "%s", l->err.msg);
     } else {
         struct qtl_exec_cfg cfg = {l->threads, 0, 0, &l->al, l->progress_bytes ? exec_progress : NULL, l};
         struct qtl_exec_stats st = {0};
@@ -484,7 +474,7 @@ int qtl_load_process(qtl_load_t *l)
     l->process_seconds = seconds_since(&t0);
     l->processed = 1;
     if (differ)
-        qtl__finding(l, QTL_OK, "scale.slots-differ", NULL, NULL,
+        qtl__finding(l, QTL_OK, QTL_FINDING_SCALE_SLOTS_DIFFER, NULL, NULL,
                 "a fused layer's per-slot global scales differ; vLLM takes the max and warns that accuracy may drop");
     return QTL_OK;
 }

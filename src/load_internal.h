@@ -145,11 +145,10 @@ struct qtl_load {
 };
 
 /* ---- findings (load.c) ---- */
-/* An error-level finding (a warning when `id` is allowed or code is QTL_OK). */
-int qtl__finding(qtl_load_t *l, int code, const char *id, const char *file, const char *tensor, const char *fmt, ...)
-    QTL_PRINTF(6, 7);
-int qtl__finding_sev(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
-                     const char *tensor, const char *fmt, ...) QTL_PRINTF(7, 8);
+/* A finding at the catalogue's severity (QTL_FINDING_MAP), an error downgraded
+ * to a warning when the caller allows its ID. */
+int qtl__finding(qtl_load_t *l, int code, enum qtl_finding f, const char *file, const char *tensor, const char *fmt,
+                 ...) QTL_PRINTF(6, 7);
 
 /* ---- the plan (plan.c) ---- */
 /* Everything vLLM's weight_loader calls would do, as ops, with coverage, shape,

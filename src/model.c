@@ -132,7 +132,7 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
     l->in_pp = kind == LK_ROW ? in_full / tp : in_full;
     int rc = qtl_config_layer_quant(m->cfg, prefix, parts, nparts, &l->q);
     if (rc) {
-        m->fail_id = rc == QTL_ERR_UNSUPPORTED ? "config.unsupported" : NULL;
+        m->fail_id = rc == QTL_ERR_UNSUPPORTED ? qtl_finding_id(QTL_FINDING_CONFIG_UNSUPPORTED) : NULL;
         return qtl__fail(m->err, rc, "%s", qtl_config_errmsg(m->cfg));
     }
     m->nlayers++;
@@ -141,26 +141,22 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
     return layer_params(m, (int)m->nlayers - 1);
 }
 
-static int divides(struct lmodel *m, const char *id, const char *what, uint64_t a, uint64_t b)
+static int divides(struct lmodel *m, enum qtl_finding id, const char *what, uint64_t a, uint64_t b)
 {
-    static const struct {
-        const char *id, *unit;
-    } units[] = {{"tp.block", " (the FP8 block)"}, {"tp.nvfp4", " (the NVFP4 group)"}, {"tp.group", " (group_size)"},
-                 {"tp.pack", " (the zero-point pack factor)"}};
-    const char *unit = "";
+    static const char *const units[QTL_FINDING_COUNT] = {
+        [QTL_FINDING_TP_BLOCK] = " (the FP8 block)", [QTL_FINDING_TP_NVFP4] = " (the NVFP4 group)",
+        [QTL_FINDING_TP_GROUP] = " (group_size)", [QTL_FINDING_TP_PACK] = " (the zero-point pack factor)"};
+    const char *unit = units[id] ? units[id] : "";
     if (b && a % b == 0)
         return 1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (!strcmp(units[i].id, id))
-            unit = units[i].unit;
-    m->fail_id = id;
+    m->fail_id = qtl_finding_id(id);
     qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "tp=%u: %s (%llu) is not divisible by %llu%s", m->tp, what,
               (unsigned long long)a, (unsigned long long)b, unit);
     return 0;
 }
 
 /* Every output partition's rows per rank divisible by `unit` (ID names the rule). */
-static int rows_divide(struct lmodel *m, const struct llayer *l, const char *id, uint64_t unit)
+static int rows_divide(struct lmodel *m, const struct llayer *l, enum qtl_finding id, uint64_t unit)
 {
     char what[256];
     for (int i = 0; i < l->L; i++) {
@@ -171,7 +167,7 @@ static int rows_divide(struct lmodel *m, const struct llayer *l, const char *id,
     return 1;
 }
 
-static int cols_divide(struct lmodel *m, const struct llayer *l, const char *id, uint64_t unit)
+static int cols_divide(struct lmodel *m, const struct llayer *l, enum qtl_finding id, uint64_t unit)
 {
     char what[256];
     snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
@@ -181,19 +177,20 @@ static int cols_divide(struct lmodel *m, const struct llayer *l, const char *id,
 /* validate_fp8_block_shape: column layers split rows, row layers split columns, in whole blocks */
 static int check_block(struct lmodel *m, const struct llayer *l)
 {
-    return l->kind == LK_ROW ? cols_divide(m, l, "tp.block", l->q.block[1]) : rows_divide(m, l, "tp.block", l->q.block[0]);
+    return l->kind == LK_ROW ? cols_divide(m, l, QTL_FINDING_TP_BLOCK, l->q.block[1])
+                             : rows_divide(m, l, QTL_FINDING_TP_BLOCK, l->q.block[0]);
 }
 
 /* NVFP4: whole 16-element groups of the input per rank */
-static int check_nvfp4(struct lmodel *m, const struct llayer *l) { return cols_divide(m, l, "tp.nvfp4", 16); }
+static int check_nvfp4(struct lmodel *m, const struct llayer *l) { return cols_divide(m, l, QTL_FINDING_TP_NVFP4, 16); }
 
 /* WNA16: whole groups per rank where the input is split; whole zero-point packs per rank */
 static int check_wna16(struct lmodel *m, const struct llayer *l)
 {
     if (wna16_partitioned(l) && l->q.group_size && l->kind == LK_ROW &&
-        !cols_divide(m, l, "tp.group", l->q.group_size))
+        !cols_divide(m, l, QTL_FINDING_TP_GROUP, l->q.group_size))
         return 0;
-    return l->q.symmetric || rows_divide(m, l, "tp.pack", 32 / l->q.bits);
+    return l->q.symmetric || rows_divide(m, l, QTL_FINDING_TP_PACK, 32 / l->q.bits);
 }
 
 /* The per-rank partitions against the scheme's granularity, as vLLM's
@@ -211,23 +208,23 @@ int qtl__model_build(struct lmodel *m)
     const struct qtl_model_shape *s = &m->shape;
     uint32_t tp = m->tp;
     uint64_t H = s->heads, Hkv = s->kv_heads, D = s->head_dim;
-    if (!divides(m, "tp.heads", "num_attention_heads", H, tp) ||
-        !divides(m, "tp.intermediate", "intermediate_size", s->intermediate, tp))
+    if (!divides(m, QTL_FINDING_TP_HEADS, "num_attention_heads", H, tp) ||
+        !divides(m, QTL_FINDING_TP_INTERMEDIATE, "intermediate_size", s->intermediate, tp))
         return m->err->code;
     if (tp >= Hkv) {
-        if (!divides(m, "tp.kv-heads", "tp over num_key_value_heads", tp, Hkv))
+        if (!divides(m, QTL_FINDING_TP_KV_HEADS, "tp over num_key_value_heads", tp, Hkv))
             return m->err->code;
         m->nkv = 1;
         m->replicas = (uint32_t)(tp / Hkv);
     } else {
-        if (!divides(m, "tp.kv-heads", "num_key_value_heads", Hkv, tp))
+        if (!divides(m, QTL_FINDING_TP_KV_HEADS, "num_key_value_heads", Hkv, tp))
             return m->err->code;
         m->nkv = (uint32_t)(Hkv / tp);
         m->replicas = 1;
     }
     m->nh = (uint32_t)(H / tp);
     uint64_t vp = ceil_div(s->vocab, 64) * 64;
-    if (!divides(m, "tp.vocab", "padded vocab", vp, tp))
+    if (!divides(m, QTL_FINDING_TP_VOCAB, "padded vocab", vp, tp))
         return m->err->code;
     m->vocab_pp = vp / tp;
     struct lparam *p = new_param(m, "model.embed_tokens.weight", "", PK_VOCAB, s->params_dtype, 2, m->vocab_pp,

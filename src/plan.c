@@ -128,11 +128,11 @@ static int emit(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t r
                 uint64_t nc, uint64_t dst_row, uint64_t mark0, uint64_t nmark, int32_t slot)
 {
     if (nc != pcols(p))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' gives %llu columns, parameter '%s' has %llu", s->ti.file, s->ti.name,
                             (unsigned long long)nc, p->name, (unsigned long long)pcols(p));
     if (!qtl__dtype_convertible(s->ti.dtype, p->dtype))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.dtype", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_DTYPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
                             qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
     int twice = 0;
@@ -142,7 +142,7 @@ static int emit(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t r
         struct qtl_err e = {0};
         uint64_t rb, co, cb, prow = pcols(p) * qtl_dtype_bits(p->dtype) / 8;
         if (qtl__st_block_ranges(&s->ti, r0, nr, c0, nc, &e, &rb, &co, &cb))
-            return qtl__finding(l, e.code, "tensor.read", s->ti.file, s->ti.name, "%s", e.msg);
+            return qtl__finding(l, e.code, QTL_FINDING_TENSOR_READ, s->ti.file, s->ti.name, "%s", e.msg);
         int rc = push_op(l, p, s, s->ti.file_offset + r0 * rb + co, nr, cb, rb, dst_row * prow, prow, slot, twice);
         if (rc)
             return rc;
@@ -163,7 +163,7 @@ static int emit_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
     for (uint32_t d = 0; same && s->ti.ndim == p->ndim && d < p->ndim; d++) /* 0-D and [1] alike */
         same = s->ti.shape[d] == p->shape[d];
     if (!same)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has %llu elements in %u dimension(s), parameter '%s' needs %llu",
                             s->ti.file, s->ti.name, (unsigned long long)s->ti.numel, s->ti.ndim, p->name,
                             (unsigned long long)pn);
@@ -175,17 +175,17 @@ static int emit_per_tensor(qtl_load_t *l, struct lparam *p, const struct src *s,
 {
     if (s->ti.ndim > 1 || (s->ti.ndim == 1 && s->ti.shape[0] != 1)) {
         if (s->ti.ndim == 1)
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.vector", s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_VECTOR, s->ti.file, s->ti.name,
                                 "%s: tensor '%s' is a [%llu] vector; a per-tensor scale must be 0-D or [1] (vLLM "
                                 "asserts W.shape[0] == 1)",
                                 s->ti.file, s->ti.name, (unsigned long long)s->ti.shape[0]);
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has %u dimensions; a per-tensor scale must be 0-D or [1]", s->ti.file,
                             s->ti.name, s->ti.ndim);
     }
     for (int i = first; i <= last; i++) {
         if ((uint64_t)i >= p->shape[0])
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shard", s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
                                 "%s: tensor '%s': slot %d outside parameter '%s' [%llu]", s->ti.file, s->ti.name, i,
                                 p->name, (unsigned long long)p->shape[0]);
         int rc = emit(l, p, s, 0, 1, 0, 1, (uint64_t)i, (uint64_t)i, 1, i);
@@ -216,7 +216,7 @@ static int emit_shard(qtl_load_t *l, struct lparam *p, const struct llayer *ly, 
     uint64_t blocks = (ly->kind == LK_QKV && i > 0) ? m->tp / m->replicas : m->tp;
     int strict = p->kind != PK_BLOCK;
     if ((strict && size * blocks != avail) || (b + 1) * size > avail)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s': %llu rows for sub-matrix %d of '%s', tp=%u needs %llu x %llu",
                             s->ti.file, s->ti.name, (unsigned long long)avail, i, p->name, m->tp,
                             (unsigned long long)blocks, (unsigned long long)size);
@@ -229,7 +229,7 @@ static int emit_vocab(qtl_load_t *l, struct lparam *p, const struct src *s)
     uint64_t V = m->shape.vocab, start = (uint64_t)m->rank * m->vocab_pp;
     uint64_t n = start >= V ? 0 : (V - start < m->vocab_pp ? V - start : m->vocab_pp);
     if (s->ti.ndim != 2 || s->ti.shape[0] != V || s->ti.shape[1] != p->shape[1])
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' must be [%llu, %llu] (vocab_size, hidden_size)", s->ti.file, s->ti.name,
                             (unsigned long long)V, (unsigned long long)p->shape[1]);
     /* padding rows are zero-filled, which counts as written (vLLM fill_(0)) */
@@ -242,7 +242,7 @@ static int emit_row_parallel(qtl_load_t *l, struct lparam *p, const struct src *
 {
     const struct lmodel *m = &l->m;
     if (shard != SHARD_NONE)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shard", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has a shard id but '%s' is row-parallel", s->ti.file, s->ti.name,
                             p->name);
     int narrow = (p->kind == PK_MODEL_WEIGHT && p->ndim == 2) || p->kind == PK_GROUP || p->kind == PK_BLOCK ||
@@ -252,14 +252,14 @@ static int emit_row_parallel(qtl_load_t *l, struct lparam *p, const struct src *
     if (p->kind == PK_ROW) { /* g_idx [K_pp] */
         uint64_t sz = p->shape[0];
         if (s->ti.ndim != 1 || s->ti.shape[0] != sz * m->tp)
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                                 "%s: tensor '%s' must have %llu entries for tp=%u", s->ti.file, s->ti.name,
                                 (unsigned long long)(sz * m->tp), m->tp);
         return emit(l, p, s, m->rank * sz, sz, 0, 1, 0, 0, 1, -1);
     }
     uint64_t w = p->shape[1];
     if (s->ti.ndim != 2 || s->ti.shape[0] != p->shape[0] || s->ti.shape[1] != w * m->tp)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' is [%llu, %llu], row-parallel '%s' needs [%llu, %llu] for tp=%u",
                             s->ti.file, s->ti.name, (unsigned long long)rows_of(&s->ti),
                             (unsigned long long)cols_of(&s->ti), p->name, (unsigned long long)p->shape[0],
@@ -291,7 +291,7 @@ static int emit_fused(qtl_load_t *l, struct lparam *p, const struct llayer *ly, 
         total += sizes[i];
     }
     if (total != rows_of(&s->ti))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: fused tensor '%s' has %llu rows, '%s' expects %llu", s->ti.file, s->ti.name,
                             (unsigned long long)rows_of(&s->ti), p->name, (unsigned long long)total);
     for (int i = 0; i < ly->L; i++) {
@@ -369,20 +369,21 @@ static void coverage_checks(qtl_load_t *l)
         p->missing = missing != 0;
         if (missing && p->blocked) {
             describe_units(p, 1, units, sizeof units);
-            qtl__finding_sev(l, QTL_SEV_INFO, QTL_OK, "consequence", NULL, NULL,
+            qtl__finding(l, QTL_OK, QTL_FINDING_CONSEQUENCE, NULL, NULL,
                              "parameter '%s': %s unwritten because a tensor meant for it could not be read or "
                              "placed (see that finding)",
                              p->name, units);
         } else if (missing) {
             describe_units(p, 1, units, sizeof units);
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? "scale.unwritten" : "param.unwritten", NULL, NULL,
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+                     NULL, NULL,
                          "parameter '%s': %s never written by any checkpoint tensor%s", p->name, units,
                          p->fill_f32_min                 ? " (vLLM leaves F32_MIN there)"
                          : p->kind == PK_PER_TENSOR ? " (vLLM leaves uninitialized memory there)"
                                                          : "");
         }
         if (twice)
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "param.double-write", NULL, p->first_src,
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_PARAM_DOUBLE_WRITE, NULL, p->first_src,
                          "parameter '%s': %llu unit(s) written more than once (first from '%s')", p->name,
                          (unsigned long long)twice, p->first_src);
     }
@@ -420,15 +421,15 @@ static void check_values(qtl_load_t *l, const struct lparam *p)
             nonpos++;
     }
     if (nan)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.nan", NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_NAN, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu NaN scale value(s)", p->name, p->first_src,
                      (unsigned long long)nan);
     if (inf)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.inf", NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_INF, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu infinite scale value(s)", p->name, p->first_src,
                      (unsigned long long)inf);
     if (nonpos)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "scale.nonpositive", NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_NONPOSITIVE, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu zero or negative scale value(s)", p->name, p->first_src,
                      (unsigned long long)nonpos);
 }
@@ -453,7 +454,7 @@ void qtl__plan_value_checks(qtl_load_t *l)
          * kernels never read it, so differing parts are the normal case, not a finding */
         if (overwrite_whole(p) && p->last_op >= 0 && !qtl__ends_with(p->name, ".weight_shape") &&
             overwrite_differs(l, i))
-            qtl__finding(l, QTL_OK, "param.overwrite-differs", NULL, p->first_src,
+            qtl__finding(l, QTL_OK, QTL_FINDING_PARAM_OVERWRITE_DIFFERS, NULL, p->first_src,
                          "parameter '%s' is written whole by several tensors with different values; vLLM keeps the "
                          "last one in its load order",
                          p->name);
@@ -596,7 +597,9 @@ int qtl__plan_build(qtl_load_t *l)
     for (size_t i = 0; i < qtl_ckpt_diag_count(l->ck); i++) {
         struct qtl_diag d;
         qtl_ckpt_diag_at(l->ck, i, &d);
-        qtl__finding(l, d.code, d.id, d.file, d.tensor, "%s", d.message);
+        enum qtl_finding f;
+        if (qtl_finding_lookup(d.id, &f) == QTL_OK)
+            qtl__finding(l, d.code, f, d.file, d.tensor, "%s", d.message);
     }
     if (rc == QTL_ERR_NOMEM || l->err.code == QTL_ERR_NOMEM || shard_files(l))
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
@@ -613,7 +616,7 @@ int qtl__plan_build(qtl_load_t *l)
         if (!p && kind == MAP_KV_SCALE)
             p = add_kv_scale(l, pname);
         if (!p) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", srcs[i].ti.file, srcs[i].ti.name,
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_UNMAPPED, srcs[i].ti.file, srcs[i].ti.name,
                          "%s: tensor '%s' maps to no parameter of the model (looked for '%s')", srcs[i].ti.file,
                          srcs[i].ti.name, pname);
             continue;
@@ -651,12 +654,12 @@ int qtl__plan_presharded(qtl_load_t *l)
         s->index = i;
         struct lparam *p = qtl__find_param(l, s->ti.name);
         if (!p) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.unmapped", s->ti.file, s->ti.name,
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_UNMAPPED, s->ti.file, s->ti.name,
                          "%s: tensor '%s' maps to no parameter of the model", s->ti.file, s->ti.name);
             continue;
         }
         if (s->ti.dtype != p->dtype || s->ti.numel != qtl__param_numel(p) || s->ti.ndim != p->ndim) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, "tensor.shape", s->ti.file, s->ti.name,
+            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                          "%s: tensor '%s' does not match parameter '%s' (%s, %u dims)", s->ti.file, s->ti.name,
                          p->name, qtl_dtype_name(p->dtype), p->ndim);
             continue;
