@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -151,6 +152,7 @@ static int key_cmp(const void *pa, const void *pb)
 enum piece_kind {
     P_ROWS,      /* bytes [b0, b0+len) of rows r0.. read one by one (a flat op: one "row" of all its bytes) */
     P_SIEVE,     /* rows r0.. read in one block through their gaps, then copied out */
+    P_SCATTER,   /* rows r0.. read in one block through their gaps: rows to dst, gaps to junk (readv) */
     P_COALESCED, /* nops small flat ops read in one block of len bytes, then copied out */
 };
 
@@ -196,7 +198,7 @@ static uint64_t piece_bytes(const struct exec *x, const struct piece *p)
     const struct qtl_xop *o = key_op(x, p->first);
     if (p->kind == P_ROWS)
         return p->nrows * p->len;
-    if (p->kind == P_SIEVE)
+    if (p->kind == P_SIEVE || p->kind == P_SCATTER)
         return (p->nrows - 1) * o->src_pitch + o->row_bytes;
     return p->len;
 }
@@ -207,7 +209,7 @@ static void emit(struct exec *x, struct piece p)
     if (x->pieces)
         x->pieces[x->npieces] = p;
     x->npieces++;
-    x->staged |= p.kind != P_ROWS || op_conv(key_op(x, p.first));
+    x->staged |= (p.kind != P_ROWS && p.kind != P_SCATTER) || op_conv(key_op(x, p.first));
 }
 
 /* Contiguous bytes in chunks, on element boundaries when converting. */
@@ -276,13 +278,16 @@ static void plan_rows(struct exec *x, size_t k)
 }
 
 /* Rows close together (row_bytes < chunk/2): blocks of whole rows spanning
- * at most a chunk of the file, gaps included. */
+ * at most a chunk of the file, gaps included. Without a conversion and with a
+ * scatter read, the rows land in place and only the gaps touch scratch memory;
+ * otherwise the block goes through staging. */
 static void plan_sieve(struct exec *x, size_t k)
 {
     const struct qtl_xop *o = key_op(x, k);
+    enum piece_kind kind = x->be->readv && !op_conv(o) ? P_SCATTER : P_SIEVE;
     uint64_t per = 1 + (x->chunk - o->row_bytes) / o->src_pitch;
     for (uint64_t r = 0; r < o->rows; r += per)
-        emit(x, (struct piece){.kind = P_SIEVE, .first = k, .nops = 1, .r0 = r, .nrows = min_u64(per, o->rows - r)});
+        emit(x, (struct piece){.kind = kind, .first = k, .nops = 1, .r0 = r, .nrows = min_u64(per, o->rows - r)});
 }
 
 /* The pieces of the op at key k (and of the neighbours it coalesces with). */
@@ -362,6 +367,44 @@ static void run_sieve(const struct exec *x, unsigned w, const struct piece *p, s
         put(o, dst_at(o, p->r0 + i, 0), s + i * o->src_pitch, o->row_bytes);
 }
 
+#define SCATTER_IOV 1024 /* IOV_MAX on Linux */
+#define JUNK_BYTES 4096  /* where gap bytes go; a longer gap takes several entries */
+
+/* One readv of the rows [r, r+n) (at most SCATTER_IOV entries with their gaps). @return rows done. */
+static uint64_t scatter_batch(const struct exec *x, unsigned w, struct piece_out *po, const struct qtl_xop *o,
+                              uint64_t r, uint64_t n, unsigned char *junk)
+{
+    struct iovec iov[SCATTER_IOV];
+    uint64_t gap = o->src_pitch - o->row_bytes, per_gap = (gap + JUNK_BYTES - 1) / JUNK_BYTES, done = 0, bytes = 0;
+    int k = 0;
+    while (done < n && (uint64_t)k + 1 + per_gap <= SCATTER_IOV) {
+        iov[k++] = (struct iovec){dst_at(o, r + done, 0), (size_t)o->row_bytes};
+        bytes += o->row_bytes;
+        if (++done == n)
+            break;
+        for (uint64_t g = 0; g < gap; g += JUNK_BYTES)
+            iov[k++] = (struct iovec){junk, (size_t)min_u64(JUNK_BYTES, gap - g)};
+        bytes += gap;
+    }
+    int sys_errno = 0, rc = x->be->readv(x->be->ud, w, o->file, iov, k, o->src_off + r * o->src_pitch, &sys_errno);
+    po->reads++;
+    if (rc) {
+        po->res = (struct qtl_xres){rc, sys_errno, o->src_off + r * o->src_pitch};
+        return 0;
+    }
+    po->bytes += bytes;
+    return done;
+}
+
+static void run_scatter(const struct exec *x, unsigned w, const struct piece *p, struct piece_out *po)
+{
+    const struct qtl_xop *o = key_op(x, p->first);
+    unsigned char junk[JUNK_BYTES];
+    for (uint64_t r = p->r0, n; r < p->r0 + p->nrows; r += n)
+        if (!(n = scatter_batch(x, w, po, o, r, p->r0 + p->nrows - r, junk)))
+            return;
+}
+
 static void run_coalesced(const struct exec *x, unsigned w, const struct piece *p, struct piece_out *po)
 {
     const struct qtl_xop *a = key_op(x, p->first);
@@ -381,6 +424,8 @@ static void run_piece(const struct exec *x, unsigned w, size_t i)
         run_rows(x, w, p, &x->outs[i]);
     else if (p->kind == P_SIEVE)
         run_sieve(x, w, p, &x->outs[i]);
+    else if (p->kind == P_SCATTER)
+        run_scatter(x, w, p, &x->outs[i]);
     else
         run_coalesced(x, w, p, &x->outs[i]);
 }
@@ -705,6 +750,37 @@ static int pb_read(void *ud, unsigned w, uint32_t file, void *dst, size_t len, u
     return read_buffered(f->fd, dst, len, off, sys_errno);
 }
 
+/* preadv until every buffer is full (advancing over short reads). */
+static int pb_readv(void *ud, unsigned w, uint32_t file, const struct iovec *iov, int n, uint64_t off, int *sys_errno)
+{
+    struct qtl_pread_backend *pb = ud;
+    (void)w;
+    if (file >= pb->n || n < 0 || n > SCATTER_IOV)
+        return QTL_ERR_INVALID_ARGUMENT;
+    struct iovec v[SCATTER_IOV];
+    memcpy(v, iov, (size_t)n * sizeof *v);
+    for (int i = 0; i < n;) {
+        ssize_t r = preadv(pb->files[file].fd, v + i, n - i, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            *sys_errno = errno;
+            return QTL_ERR_IO;
+        }
+        if (r == 0)
+            return QTL_ERR_TRUNCATED;
+        off += (uint64_t)r;
+        size_t left = (size_t)r;
+        while (i < n && left >= v[i].iov_len)
+            left -= v[i++].iov_len;
+        if (i < n && left) { /* a short read ended inside v[i] */
+            v[i].iov_base = (unsigned char *)v[i].iov_base + left;
+            v[i].iov_len -= left;
+        }
+    }
+    return QTL_OK;
+}
+
 static void pb_end(void *ud)
 {
     struct qtl_pread_backend *pb = ud;
@@ -827,7 +903,8 @@ int qtl__pread_backend_open(const char *const *paths, const uint64_t *sizes, siz
             return rc;
         }
     }
-    *be = (struct qtl_backend){pb_begin, pb_read, pb_end, pb};
+    /* O_DIRECT reads go through bounce buffers: strided reads then take the staged sieve */
+    *be = (struct qtl_backend){pb_begin, pb_read, direct ? NULL : pb_readv, pb_end, pb};
     *out = pb;
     return QTL_OK;
 }

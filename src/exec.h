@@ -60,9 +60,14 @@ struct qtl_xres {
  * (0 <= w < nworkers), concurrently from several threads, and must read
  * exactly len bytes (len <= chunk) or fail; end() releases per-run state and
  * is called only after a successful begin(). begin and end may be NULL. */
+struct iovec;
 struct qtl_backend {
     int (*begin)(void *ud, unsigned nworkers);
     int (*read)(void *ud, unsigned w, uint32_t file, void *dst, size_t len, uint64_t off, int *sys_errno);
+    /* Optional (may be NULL): read the file bytes from `off` on into the n
+     * buffers in turn, exactly their total length (preadv). Buffers may alias
+     * (the executor sends a strided read's gaps to one small junk buffer). */
+    int (*readv)(void *ud, unsigned w, uint32_t file, const struct iovec *iov, int n, uint64_t off, int *sys_errno);
     void (*end)(void *ud);
     void *ud;
 };

@@ -331,9 +331,12 @@ static void test_random_sets(void **state)
     (void)state;
     struct qtl_backend be;
     struct qtl_pread_backend *pb = open_backend(paths_ab, sizes_ab, 2, 0, &be);
+    struct qtl_backend staged = be; /* without readv: strided reads sieve through staging */
+    staged.readv = NULL;
     for (uint32_t seed = 1; seed <= 6; seed++) {
         struct opset *s = random_set(seed * 2654435761u, sizes_ab, 2);
         check_threads(s, paths_ab, &be, CHUNK);
+        check_threads(s, paths_ab, &staged, CHUNK);
         free(s);
     }
     qtl__pread_backend_close(pb);
@@ -566,7 +569,7 @@ static void test_io_error(void **state)
     for (int i = 0; i < 4096; i++)
         data[i] = (unsigned char)(i * 7);
     struct mem_backend m = {data, 1500, 0, 0, NULL, NULL, 0};
-    struct qtl_backend be = {mem_begin, mem_read, NULL, &m};
+    struct qtl_backend be = {.begin = mem_begin, .read = mem_read, .ud = &m};
     unsigned char out[4096];
     struct qtl_xop ops[3] = {
         {0, 0, 1, 1000, 0, out, 0, QTL_DTYPE_U8, QTL_DTYPE_U8},
@@ -615,7 +618,7 @@ static void test_straight_reads(void **state)
     for (size_t i = 0; i < n; i++)
         data[i] = (unsigned char)(i * 13 + (i >> 9));
     struct mem_backend m = {data, UINT64_MAX, 0, 0, out, out + n, 0};
-    struct qtl_backend be = {mem_begin, mem_read, NULL, &m};
+    struct qtl_backend be = {.begin = mem_begin, .read = mem_read, .ud = &m};
     size_t max = 0;
     struct qtl_allocator hooks = {max_alloc, max_free, &max};
     struct qtl_alloc al;
