@@ -68,6 +68,7 @@ interop: build
 bench: build
 	./$(BUILD)/qtl bench header
 	bash bench/bench_verify.sh ./$(BUILD)/qtl
+	bash bench/bench_load.sh ./$(BUILD)/qtl $(BUILD)/bench-ct-fp8
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG) $(BUILD_FUZZ)
