@@ -256,7 +256,7 @@ QTL_API unsigned qtl_dtype_bits(enum qtl_dtype dtype);
  *  @return QTL_OK and *out, or QTL_ERR_INVALID_ARGUMENT. */
 QTL_API int qtl_dtype_from_name(const char *name, size_t len, enum qtl_dtype *out);
 
-/* ---- number conversions (exact; src/minifloat.c) --------------------------
+/* ---- number conversions (exact; src/base/minifloat.c) ---------------------
  * Decoders return the exact value as f32 (every value of these formats is
  * representable). NaN results are the quiet NaN 0x7FC00000 with the code's
  * sign (F16 and BF16 keep their payload; F16 quiets it as F16C does).
@@ -292,7 +292,7 @@ QTL_API uint16_t qtl_f32_to_f16(float f);
  *  @return QTL_OK, or QTL_ERR_UNSUPPORTED for F6_* and C64. */
 QTL_API int qtl_to_f32(enum qtl_dtype dtype, const void *src, size_t n, float *dst);
 
-/* ---- dequantization (src/dequant.c) -----------------------------------------
+/* ---- dequantization (src/quant/dequant.c) -----------------------------------
  * A weight is [rows, cols] = [out, in]. The arithmetic is pinned f32, built
  * with -ffp-contract=off (no FMA): the effective scale of a block is computed
  * first, then one multiply per element:
@@ -544,7 +544,7 @@ QTL_API int qtl_ckpt_read_tensor(qtl_ckpt_t *ck, size_t i, void *dst, size_t dst
 QTL_API int qtl_ckpt_read_block(qtl_ckpt_t *ck, size_t i, uint64_t row0, uint64_t nrows, uint64_t col0,
                                 uint64_t ncols, void *dst, size_t dst_size);
 
-/* ---- model configuration (src/config.c) --------------------------------------
+/* ---- model configuration (src/load/config.c) ---------------------------------
  * config.json gives the model shape; quantization_config (or, for ModelOpt,
  * hf_quant_config.json) gives each linear layer's scheme, resolved the way
  * vLLM resolves it: ignore lists first (compressed-tensors: exact names and
@@ -610,7 +610,7 @@ QTL_API int qtl_config_layer_quant(qtl_config_t *c, const char *prefix, const ch
 QTL_API const char *qtl_layer_scheme_name(enum qtl_layer_scheme s);
 QTL_API const char *qtl_arch_name(enum qtl_arch a);
 
-/* ---- loading: plan, then execute (src/model.c, src/plan.c, src/exec.c, src/load.c)
+/* ---- loading: plan, then execute (src/load/: model.c, plan.c, load.c; src/exec/exec.c)
  * qtl_load_open builds the rank's PLAN from the shard headers, config and
  * layout, reading no tensor data: every parameter vLLM creates (vLLM's names,
  * dtypes, per-rank shapes; qkv_proj / gate_up_proj fused; per-tensor scales as
@@ -756,12 +756,14 @@ QTL_API uint64_t qtl_load_bytes_read(const qtl_load_t *l);
 QTL_API double qtl_load_seconds(const qtl_load_t *l);
 QTL_API double qtl_load_process_seconds(const qtl_load_t *l);
 
-/* ---- fixture generator (src/fixture.c) -----------------------------------------
+/* ---- fixture generator (src/fixture/fixture.c) ---------------------------------
  * Small checkpoints laid out exactly as the exporters write them (config.json,
  * hf_quant_config.json for ModelOpt, shards + model.safetensors.index.json),
  * from deterministic float master weights: the same options give the same
  * bytes in every build. Llama stores q/k/v and gate/up separately, Phi-3 stores
- * qkv_proj and gate_up_proj fused with one scale set for the fused matrix. */
+ * qkv_proj and gate_up_proj fused with one scale set for the fused matrix.
+ * These functions are in their own library, libqtl_fixture (link it before
+ * libqtl; pkg-config qtl lists both). */
 enum qtl_fixture_arch { QTL_FIXTURE_LLAMA = 0, QTL_FIXTURE_PHI3 = 1 };
 enum qtl_scale_layout {
     QTL_SCALE_LAYOUT_DEFAULT = 0,  /* what the scheme's exporter does: shared for NVFP4, else per-part */

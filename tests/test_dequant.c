@@ -120,7 +120,7 @@ static void test_packed_vectors(void **state)
     free(o);
 }
 
-/* ---- a per-element model of every scheme, independent of src/dequant.c ---- */
+/* ---- a per-element model of every scheme, independent of src/quant/dequant.c ---- */
 static float scale_of(const struct qtl_dequant_desc *d, uint64_t i)
 {
     switch (d->scale_dtype) {

@@ -10,7 +10,8 @@
 
 /* Code converted to qtl_finding_id(QTL_FINDING_...): files, or directories whose
  * .c/.h files are all checked. Add a path here once its literals are converted. */
-static const char *const converted[] = {"src/ckpt.c", "src/plan.c", "src/load.c", "src/model.c", "tools"};
+static const char *const converted[] = {"src/format/ckpt.c", "src/load/plan.c", "src/load/load.c",
+                                        "src/load/model.c", "tools"};
 
 static const char *const sev_names[] = {[QTL_SEV_INFO] = "info", [QTL_SEV_WARNING] = "warning",
                                         [QTL_SEV_ERROR] = "error"};

@@ -369,6 +369,7 @@ static unsigned char *bytes_of(qtl_ckpt_t *ck, const char *name, uint64_t *n)
 {
     size_t i;
     struct qtl_tensor_info ti;
+    *n = 0; /* also when absent: callers compare it, and -O3 sees that path */
     if (qtl_ckpt_tensor_find(ck, name, &i) != QTL_OK)
         return NULL;
     qtl_ckpt_tensor_at(ck, i, &ti);

@@ -55,7 +55,7 @@ static float scalar_of(const struct part *p)
 }
 
 /* group_size / block size / bits of this layer from the checkpoint's
- * quantization config (src/config.c); options given on the command line win.
+ * quantization config (src/load/config.c); options given on the command line win.
  * Without a readable config.json the tensors alone decide. */
 static void read_config(struct job *j)
 {

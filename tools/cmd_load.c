@@ -125,7 +125,7 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
                                  .allow = a->allow,
                                  .nallow = a->nallow,
                                  .progress_ud = &prog,
-                                 .verify = a->plan ? QTL_READ_NONE : QTL_READ_ALL,
+                                 .verify = QTL_READ_ALL, /* --plan: the plan of a full load, never run */
                                  .threads = (unsigned)a->threads,
                                  .direct = a->direct,
                                  .progress_bytes = isatty(2) ? show_progress : NULL};

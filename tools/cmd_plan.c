@@ -146,7 +146,7 @@ void cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, i
         return;
     }
     json_t *j = plan_json(l, rank, tp);
-    char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL; /* a 70B plan has tens of thousands of ops */
     printf("%s%s", first ? "" : ",\n", s ? s : "null");
     free(s);
     json_decref(j);

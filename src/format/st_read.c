@@ -5,6 +5,7 @@
  * (st_json.c) instead of a general JSON library: offsets are u64 parsed
  * exactly, duplicate keys are rejected, and every byte is bounds-checked. */
 #include "st_internal.h"
+#include "format.h"
 
 #include <stdio.h>
 #include <stdlib.h>

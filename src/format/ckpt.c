@@ -1,7 +1,7 @@
 /* Checkpoints: a directory of safetensors shards, with or without
  * model.safetensors.index.json (formats.md §1.7). The index is read at open;
  * each shard is opened lazily, once. */
-#include "internal.h"
+#include "format.h"
 
 #include <dirent.h>
 #include <errno.h>

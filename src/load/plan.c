@@ -6,6 +6,7 @@
  * here, before the executor moves anything (vllm-loading.md §2-§4, §9, §11,
  * §12; architecture.md step 2). */
 #include "load_internal.h"
+#include "format.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* config.json → model shape; quantization_config (or hf_quant_config.json) →
  * the quantization scheme of each linear layer, resolved as vLLM does
  * (formats.md §2.6, §3.1, §4; vllm-loading.md §5). */
-#include "internal.h"
+#include "arch.h"
 
 #include <fnmatch.h>
 #include <jansson.h>

@@ -4,6 +4,7 @@
  * (vllm-loading.md §2, §3, §5.0, §12), and the mapping of checkpoint names
  * to (parameter, shard id) of Llama's load_weights (§4). No I/O here. */
 #include "load_internal.h"
+#include "arch.h"
 
 #include <stdio.h>
 #include <stdlib.h>

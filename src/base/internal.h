@@ -1,4 +1,6 @@
-/* Internal helpers shared by the library's source files. Not installed. */
+/* Internal helpers shared by every layer of the library (src/base/): errors,
+ * allocation, checked arithmetic, the hash map, dtypes and their conversions,
+ * the file byte source, JSON loading and path helpers. Not installed. */
 #ifndef QTL_INTERNAL_H
 #define QTL_INTERNAL_H
 
@@ -106,27 +108,6 @@ int qtl__file_source_open(struct qtl_file_source *fs, const char *path, struct q
                           struct qtl_err *err);
 void qtl__file_source_close(struct qtl_file_source *fs);
 int qtl__memory_read(void *ud, void *dst, size_t len, uint64_t offset);
-
-/* ---- 2-D blocks of a tensor (st_read.c) ---- */
-/* Rows [row0, +nrows) x columns [col0, +ncols) of a tensor viewed as [dim0,
- * product of the rest]: its bytes per row, the block's byte offset and bytes
- * within a row. QTL_ERR_RANGE (message in err) when outside or not on bytes. */
-int qtl__st_block_ranges(const struct qtl_tensor_info *ti, uint64_t row0, uint64_t nrows, uint64_t col0,
-                         uint64_t ncols, struct qtl_err *err, uint64_t *row_bytes, uint64_t *col_off,
-                         uint64_t *col_bytes);
-
-/* ---- architectures (config.c) ---- */
-struct qtl_arch_traits {
-    const char *name; /* config.json "architectures"[0] */
-    enum qtl_arch arch;
-    int qkv_bias, qk_norm;
-    int fused_on_disk; /* checkpoints store qkv_proj and gate_up_proj, not q/k/v and gate/up */
-};
-const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a);
-
-/* ---- checkpoints (ckpt.c) ---- */
-/* Tensor i's name, owned by the checkpoint; NULL when out of range. */
-const char *qtl__ckpt_tensor_name(const qtl_ckpt_t *ck, size_t i);
 
 /* ---- JSON files (json.c) ---- */
 struct json_t;

@@ -1,4 +1,6 @@
-/* Internal: decode tables shared by the reference and fast kernels. */
+/* Internal: decode tables shared by the reference and fast kernels of the
+ * quant layer (dequant.c, dequant_avx2.c). Built by minifloat.c, which lives in
+ * base with the exact scalar conversions that dtype.c's qtl__convert uses. */
 #ifndef QTL_MINIFLOAT_H
 #define QTL_MINIFLOAT_H
 

@@ -1,0 +1,17 @@
+/* Internal: the architecture table of the load layer, defined in config.c
+ * and read by model.c. Not installed. */
+#ifndef QTL_ARCH_H
+#define QTL_ARCH_H
+
+#include "internal.h"
+
+/* ---- architectures (config.c) ---- */
+struct qtl_arch_traits {
+    const char *name; /* config.json "architectures"[0] */
+    enum qtl_arch arch;
+    int qkv_bias, qk_norm;
+    int fused_on_disk; /* checkpoints store qkv_proj and gate_up_proj, not q/k/v and gate/up */
+};
+const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a);
+
+#endif
