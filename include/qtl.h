@@ -736,6 +736,17 @@ QTL_API size_t qtl_load_param_count(const qtl_load_t *l);
 QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi);
 QTL_API size_t qtl_load_finding_count(const qtl_load_t *l);
 QTL_API int qtl_load_finding_at(const qtl_load_t *l, size_t i, struct qtl_diag *d);
+/* One vLLM linear layer of the rank (qkv_proj, o_proj, gate_up_proj, down_proj of each
+ * decoder layer): its name, the scheme the config gives it, and the checkpoint modules it
+ * loads from (q/k/v or gate/up when split on disk; the layer itself when fused on disk). */
+struct qtl_layer_info {
+    const char *prefix; /* vLLM's module name, e.g. model.layers.0.self_attn.qkv_proj */
+    struct qtl_layer_quant quant;
+    size_t nmodules;
+    const char *modules[3];
+};
+QTL_API size_t qtl_load_layer_count(const qtl_load_t *l);
+QTL_API int qtl_load_layer_at(const qtl_load_t *l, size_t i, struct qtl_layer_info *out);
 /* The plan. */
 QTL_API size_t qtl_load_op_count(const qtl_load_t *l);
 QTL_API int qtl_load_op_at(const qtl_load_t *l, size_t i, struct qtl_copy_op *op);

@@ -202,48 +202,35 @@ static void demote(struct report *r, const char *mod)
         }
 }
 
-/* Per linear layer: the scheme the config gives it (counted), and whether the tensors on
- * disk agree: quantized in the config but stored unquantized, or the reverse. */
-static void quant_layer_checks(struct report *r, qtl_ckpt_t *ck, qtl_config_t *cfg,
-                               const struct qtl_model_shape *sh, size_t counts[QTL_LS_COUNT])
+/* Per linear layer of the loader's model: the scheme the config gives it (counted), and
+ * whether the tensors on disk agree: quantized in the config but stored unquantized, or the
+ * reverse. */
+static void quant_layer_checks(struct report *r, qtl_ckpt_t *ck, const qtl_load_t *l, size_t counts[QTL_LS_COUNT])
 {
-    for (uint32_t li = 0; li < sh->layers; li++) {
-        static const char *mods[4] = {"self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"};
-        for (int k = 0; k < 4; k++) {
-            char pre[160], a[160], b[160], c[160];
-            snprintf(pre, sizeof pre, "model.layers.%u.%s", li, mods[k]);
-            snprintf(a, sizeof a, "model.layers.%u.%s", li, k == 0 ? "self_attn.q_proj" : "mlp.gate_proj");
-            snprintf(b, sizeof b, "model.layers.%u.%s", li, k == 0 ? "self_attn.k_proj" : "mlp.up_proj");
-            snprintf(c, sizeof c, "model.layers.%u.self_attn.v_proj", li);
-            const char *const parts[3] = {a, b, c};
-            const char *const whole[1] = {pre};
-            int fused = (k == 0 || k == 2) && sh->arch != QTL_ARCH_PHI3;
-            size_t np = fused ? (k == 0 ? 3 : 2) : 1;
-            struct qtl_layer_quant q;
-            if (qtl_config_layer_quant(cfg, pre, fused ? parts : NULL, fused ? np : 0, &q) != QTL_OK)
-                continue;
-            counts[q.scheme]++;
-            const char *const *disk = fused ? parts : whole;
-            int nq = 0, nu = 0;
-            for (size_t p = 0; p < np; p++) {
-                int st = disk_quantized(ck, disk[p]);
-                nq += st == 1, nu += st == 0;
-            }
-            const char *want = qtl_layer_scheme_name(q.scheme);
-            if (q.scheme != QTL_LS_UNQUANTIZED && nu && !nq)
-                add_default(r, QTL_FINDING_QUANT_LAYER_UNQUANTIZED,
-                    "%s: the quantization config gives it %s, but the checkpoint stores it unquantized (16/32-bit "
-                    "weight, no scale tensors); add it to the config's ignore list or quantize it", pre, want);
-            else if (q.scheme == QTL_LS_UNQUANTIZED && nq)
-                add_default(r, QTL_FINDING_QUANT_LAYER_QUANTIZED,
-                    "%s: the config leaves it unquantized (ignored or no quantization_config), but the checkpoint "
-                    "stores quantized weights or scales for it", pre);
-            else
-                continue;
-            for (size_t p = 0; p < np; p++)
-                demote(r, disk[p]);
-            demote(r, pre);
+    for (size_t li = 0; li < qtl_load_layer_count(l); li++) {
+        struct qtl_layer_info in;
+        qtl_load_layer_at(l, li, &in);
+        counts[in.quant.scheme]++;
+        int nq = 0, nu = 0;
+        for (size_t p = 0; p < in.nmodules; p++) {
+            int st = disk_quantized(ck, in.modules[p]);
+            nq += st == 1, nu += st == 0;
         }
+        if (in.quant.scheme != QTL_LS_UNQUANTIZED && nu && !nq)
+            add_default(r, QTL_FINDING_QUANT_LAYER_UNQUANTIZED,
+                        "%s: the quantization config gives it %s, but the checkpoint stores it unquantized (16/32-bit "
+                        "weight, no scale tensors); add it to the config's ignore list or quantize it",
+                        in.prefix, qtl_layer_scheme_name(in.quant.scheme));
+        else if (in.quant.scheme == QTL_LS_UNQUANTIZED && nq)
+            add_default(r, QTL_FINDING_QUANT_LAYER_QUANTIZED,
+                        "%s: the config leaves it unquantized (ignored or no quantization_config), but the checkpoint "
+                        "stores quantized weights or scales for it",
+                        in.prefix);
+        else
+            continue;
+        for (size_t p = 0; p < in.nmodules; p++)
+            demote(r, in.modules[p]);
+        demote(r, in.prefix);
     }
 }
 
@@ -353,9 +340,9 @@ int cmd_verify(int argc, char **argv)
             }
             scale_checks(&r, l, &shape);
             bytes += qtl_load_bytes_read(l);
+            quant_layer_checks(&r, ck, l, counts);
         }
         qtl_load_close(l);
-        quant_layer_checks(&r, ck, cfg, &shape, counts);
     }
     /* every tp: plan only */
     uint32_t tps[8], ntp = 0, largest = 0;

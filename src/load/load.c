@@ -243,9 +243,9 @@ static int place_params(qtl_load_t *l)
                          "qtl_load_set_buffer: %zu bytes given, the plan needs %llu (qtl_load_bytes_needed)",
                          l->user_size, (unsigned long long)total);
     if (!base) {
-        /* Huge pages make a warm load 4x faster (1.4 GB: 0.07 s against 0.31 s on 4 KiB pages), but a
-         * cold one (--direct: the page cache was dropped or never had the files) finds memory
-         * fragmented and stalls in compaction on the faults (0.9-2.0 s against 0.73-1.0 s, dd 0.85 s) */
+        /* Huge pages make a warm load 4x faster (1.4 GB: 0.07 s against 0.31 s on 4 KiB pages), but
+         * measured cold (--direct, page cache just dropped) they were slower and erratic: 0.9-2.0 s
+         * against 0.73-1.0 s on 4 KiB pages, dd 0.85 s (this VM reports freed memory to its host) */
         if (!(l->arena = qtl__calloc(&l->al, 1, sizeof *l->arena)) ||
             qtl__arena_alloc(l->arena, (size_t)total, !l->direct))
             return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory for the rank's %llu parameter bytes",

@@ -34,6 +34,9 @@ struct llayer {
     uint64_t full[3]; /* vLLM output_sizes (QKV: virtual sizes) */
     uint64_t part[3]; /* per-rank partition sizes n_i */
     uint64_t in_full, in_pp;
+    char modules[3][160]; /* the checkpoint modules it loads from: q/k/v, gate/up, or itself */
+    const char *module_ptr[3];
+    size_t nmodules;
 };
 
 struct lparam {

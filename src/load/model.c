@@ -131,6 +131,9 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
         l->part[i] = kind == LK_ROW ? full[i] : full[i] / tp;
     }
     l->in_pp = kind == LK_ROW ? in_full / tp : in_full;
+    l->nmodules = nparts ? nparts : 1;
+    for (size_t i = 0; i < l->nmodules && i < 3; i++)
+        snprintf(l->modules[i], sizeof l->modules[i], "%s", nparts ? parts[i] : prefix);
     int rc = qtl_config_layer_quant(m->cfg, prefix, parts, nparts, &l->q);
     if (rc) {
         m->fail_id = rc == QTL_ERR_UNSUPPORTED ? qtl_finding_id(QTL_FINDING_CONFIG_UNSUPPORTED) : NULL;

@@ -589,6 +589,18 @@ static int shard_files(qtl_load_t *l)
     return QTL_OK;
 }
 
+/* What every plan ends with: its hash, coverage findings, the read level's parameters. */
+static int finish_plan(qtl_load_t *l, struct src *srcs, size_t n)
+{
+    plan_hash(l, srcs, n);
+    qtl__free(&l->al, srcs);
+    if (l->err.code == QTL_ERR_NOMEM)
+        return QTL_ERR_NOMEM;
+    coverage_checks(l);
+    mark_reads(l);
+    return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
+}
+
 int qtl__plan_build(qtl_load_t *l)
 {
     int rc = init_params(l);
@@ -629,13 +641,7 @@ int qtl__plan_build(qtl_load_t *l)
         if (l->progress)
             l->progress(l->progress_ud, i + 1, m);
     }
-    plan_hash(l, srcs, m);
-    qtl__free(&l->al, srcs);
-    if (l->err.code == QTL_ERR_NOMEM)
-        return QTL_ERR_NOMEM;
-    coverage_checks(l);
-    mark_reads(l);
-    return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
+    return finish_plan(l, srcs, m);
 }
 
 int qtl__plan_presharded(qtl_load_t *l)
@@ -671,13 +677,7 @@ int qtl__plan_presharded(qtl_load_t *l)
             p->written[u]++;
         snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
     }
-    plan_hash(l, srcs, n);
-    qtl__free(&l->al, srcs);
-    if (l->err.code == QTL_ERR_NOMEM)
-        return QTL_ERR_NOMEM;
-    coverage_checks(l);
-    mark_reads(l);
-    return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
+    return finish_plan(l, srcs, n);
 }
 
 /* ---- the plan, as the public API shows it ---- */
@@ -712,6 +712,19 @@ int qtl_load_op_at(const qtl_load_t *l, size_t i, struct qtl_copy_op *op)
                                o->rows,              o->row_bytes,  o->src_pitch, o->dst_off,
                                o->dst_pitch,         o->slot,       o->expert,    o->src_dtype,
                                l->m.params[o->param].dtype,         o->superseded};
+    return QTL_OK;
+}
+
+size_t qtl_load_layer_count(const qtl_load_t *l) { return l->m.nlayers; }
+
+int qtl_load_layer_at(const qtl_load_t *l, size_t i, struct qtl_layer_info *out)
+{
+    if (i >= l->m.nlayers)
+        return QTL_ERR_INVALID_ARGUMENT;
+    const struct llayer *ly = &l->m.layers[i];
+    *out = (struct qtl_layer_info){ly->prefix, ly->q, ly->nmodules, {NULL, NULL, NULL}};
+    for (size_t k = 0; k < ly->nmodules; k++)
+        out->modules[k] = ly->modules[k];
     return QTL_OK;
 }
 
