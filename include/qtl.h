@@ -730,7 +730,8 @@ QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
 /*! qtl_load_fail_id() : when qtl_load_open failed because the model cannot be
  *  laid out at this tp, the finding ID (tp.heads, tp.kv-heads, tp.intermediate,
- *  tp.vocab, tp.block, tp.group, tp.nvfp4, tp.pack); NULL otherwise. */
+ *  tp.vocab, tp.block, tp.group, tp.nvfp4, tp.pack), or config.unsupported when
+ *  vLLM 0.32 refuses a layer's scheme; NULL otherwise. */
 QTL_API const char *qtl_load_fail_id(const qtl_load_t *l);
 QTL_API size_t qtl_load_param_count(const qtl_load_t *l);
 QTL_API int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi);
