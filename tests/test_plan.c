@@ -340,6 +340,32 @@ static void test_exec_modes_agree(void **state)
     }
 }
 
+/* config.json sizes are file contents: one whose parameter sizes overflow 64 bits is refused at
+ * open, naming the parameter, before anything is allocated for it. */
+static void test_config_sizes_overflow(void **state)
+{
+    (void)state;
+    char d[512], path[600];
+    snprintf(d, sizeof d, "%s/huge", QTL_TEST_TMP);
+    fixture(d, "bf16", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_DEFAULT, NULL);
+    snprintf(path, sizeof path, "%s/config.json", d);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char text[1 << 16], out[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    const char *key = "\"vocab_size\": 1024", *hit = strstr(text, key);
+    assert_non_null(hit);
+    snprintf(out, sizeof out, "%.*s\"vocab_size\": 4294967295%s", (int)(hit - text), text, hit + strlen(key));
+    tu_write(path, out, strlen(out));
+    struct qtl_load_options lo = {.tp = 1, .rank = 0, .dtype_override = QTL_DTYPE_COUNT};
+    qtl_load_t *l = NULL;
+    assert_int_equal(qtl_load_open(d, &lo, &l), QTL_ERR_VALIDATION_OVERFLOW);
+    assert_non_null(strstr(qtl_load_errmsg(l), "model.embed_tokens.weight"));
+    qtl_load_close(l);
+}
+
 int main(void)
 {
     tu_rm_rf(QTL_TEST_TMP);
@@ -348,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_ops_every_kind),      cmocka_unit_test(test_fused_fills_every_slot),
         cmocka_unit_test(test_last_write_wins),     cmocka_unit_test(test_coverage_before_read),
         cmocka_unit_test(test_plan_hash),           cmocka_unit_test(test_exec_modes_agree),
+        cmocka_unit_test(test_config_sizes_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,7 +114,7 @@ static void show_progress(void *ud, uint64_t done, uint64_t total)
             (double)total / 1e9, rate / 1e9, rate > 0 ? (double)(total - done) / rate : 0.0, done == total ? "\n" : "");
 }
 
-/* Open and run rank r. @return the handle (always), *status the CLI status. */
+/* Open and run rank r. @return the handle (NULL when it could not be opened), *status the CLI status. */
 static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, int *status)
 {
     static struct progress prog;
@@ -134,7 +134,8 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
     if (rc) {
         fprintf(stderr, "qtl %s: %s\n", cmd, qtl_load_errmsg(l));
         *status = rc == QTL_ERR_OPEN || rc == QTL_ERR_INVALID_ARGUMENT ? CLI_USAGE : CLI_FINDINGS;
-        return l;
+        qtl_load_close(l); /* nothing planned to report */
+        return NULL;
     }
     if (a->plan) {
         for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
@@ -174,10 +175,8 @@ static int plan_ranks(const struct args *a, uint32_t r0, uint32_t r1)
         int st;
         qtl_load_t *l = run_rank("load", a, r, &st);
         worst = st > worst ? st : worst;
-        if (st == CLI_USAGE) {
-            qtl_load_close(l);
-            return st;
-        }
+        if (!l)
+            return worst;
         for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
             struct qtl_diag d;
             qtl_load_finding_at(l, i, &d);

@@ -213,31 +213,39 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 static uint64_t param_align(uint64_t nbytes) { return nbytes >= (64u << 10) ? 4096 : 64; }
 
 /* Offsets in the arena of every read parameter not bound elsewhere, then the shadow area. */
+/* Offsets in the arena of every read parameter not bound elsewhere, then the shadow area;
+ * UINT64_MAX when the total does not fit (a config's sizes can make it that large). */
 static uint64_t layout(qtl_load_t *l, uint64_t *shadow_off)
 {
-    uint64_t off = 0;
+    uint64_t off = 0, total;
     for (size_t i = 0; i < l->m.nparams; i++) {
         struct lparam *p = &l->m.params[i];
         if (!p->read || (i < l->nbound && l->bound[i]))
             continue;
-        off = align_up(off, param_align(p->nbytes));
-        p->offset = off;
-        off += p->nbytes ? p->nbytes : 1;
+        uint64_t start = off > UINT64_MAX - 8192 ? UINT64_MAX : align_up(off, param_align(p->nbytes));
+        if (start == UINT64_MAX || qtl__add_u64(start, p->nbytes ? p->nbytes : 1, &total))
+            return UINT64_MAX;
+        p->offset = start;
+        off = total;
     }
+    if (off > UINT64_MAX - 64 || qtl__add_u64(align_up(off, 64), l->shadow_bytes, &total) || total > SIZE_MAX / 2)
+        return UINT64_MAX;
     *shadow_off = align_up(off, 64);
-    return *shadow_off + l->shadow_bytes;
+    return total;
 }
 
 uint64_t qtl_load_bytes_needed(qtl_load_t *l)
 {
-    uint64_t shadow;
+    uint64_t shadow = 0;
     return layout(l, &shadow);
 }
 
 static int place_params(qtl_load_t *l)
 {
-    uint64_t shadow_off, total = layout(l, &shadow_off);
+    uint64_t shadow_off = 0, total = layout(l, &shadow_off);
     unsigned char *base = l->user_base;
+    if (total == UINT64_MAX)
+        return qtl__fail(&l->err, QTL_ERR_NOMEM, "the rank's parameters need more bytes than this machine can address");
     if (base && l->user_size < total)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
                          "qtl_load_set_buffer: %zu bytes given, the plan needs %llu (qtl_load_bytes_needed)",

@@ -56,9 +56,15 @@ struct lparam *qtl__find_param(qtl_load_t *l, const char *name)
 
 /* ---- parameters: coverage units ---- */
 
+/* Its bytes and coverage units. The shape comes from config.json, so its size is checked: a
+ * config whose sizes overflow 64 bits is refused before anything is allocated. */
 static int init_param(qtl_load_t *l, struct lparam *p)
 {
-    p->nbytes = qtl__param_numel(p) * qtl_dtype_bits(p->dtype) / 8;
+    uint64_t numel;
+    if (qtl__shape_numel(p->shape, p->ndim, &numel) || qtl__dtype_nbytes(p->dtype, numel, &p->nbytes))
+        return qtl__fail(&l->err, QTL_ERR_VALIDATION_OVERFLOW,
+                         "parameter '%s': its shape from config.json overflows 64 bits of %s elements", p->name,
+                         qtl_dtype_name(p->dtype));
     p->nunits = overwrite_whole(p) || p->ndim == 0 ? 1 : qtl__param_numel(p) / pcols(p);
     p->written = qtl__calloc(&l->al, p->nunits ? (size_t)p->nunits : 1, sizeof *p->written);
     p->last_op = -1;
@@ -601,12 +607,35 @@ static int finish_plan(qtl_load_t *l, struct src *srcs, size_t n)
     return l->err.code == QTL_ERR_NOMEM ? QTL_ERR_NOMEM : QTL_OK;
 }
 
+/* config.json's sizes against the checkpoint: a parameter more than 4x the bytes of tensor data
+ * there is (F16 to F32 doubles a scale; nothing quadruples) is a config that does not describe
+ * these files — refused before its per-row coverage is allocated. */
+static int sizes_fit(qtl_load_t *l)
+{
+    uint64_t data = 0, limit;
+    for (size_t i = 0; i < l->nfiles; i++)
+        data += l->files[i].size;
+    limit = data > (UINT64_MAX - ((uint64_t)64 << 20)) / 4 ? UINT64_MAX : 4 * data + ((uint64_t)64 << 20);
+    for (size_t i = 0; i < l->m.nparams; i++) {
+        const struct lparam *p = &l->m.params[i];
+        uint64_t numel, nbytes;
+        int overflow = qtl__shape_numel(p->shape, p->ndim, &numel) || qtl__dtype_nbytes(p->dtype, numel, &nbytes);
+        if (!overflow && nbytes <= limit)
+            continue;
+        char size[48];
+        snprintf(size, sizeof size, overflow ? "over 2^64" : "%llu", overflow ? 0ull : (unsigned long long)nbytes);
+        l->m.fail_id = qtl_finding_id(QTL_FINDING_CONFIG_INVALID);
+        return qtl__fail(&l->err, QTL_ERR_VALIDATION_OVERFLOW,
+                         "config.json: parameter '%s' would hold %s bytes, more than 4x the %llu bytes of the "
+                         "checkpoint's readable shards: the config's sizes do not describe these files",
+                         p->name, size, (unsigned long long)data);
+    }
+    return QTL_OK;
+}
+
 int qtl__plan_build(qtl_load_t *l)
 {
-    int rc = init_params(l);
-    if (rc)
-        return rc;
-    rc = qtl_ckpt_check(l->ck);
+    int rc = qtl_ckpt_check(l->ck);
     for (size_t i = 0; i < qtl_ckpt_diag_count(l->ck); i++) {
         struct qtl_diag d;
         qtl_ckpt_diag_at(l->ck, i, &d);
@@ -616,6 +645,8 @@ int qtl__plan_build(qtl_load_t *l)
     }
     if (rc == QTL_ERR_NOMEM || l->err.code == QTL_ERR_NOMEM || shard_files(l))
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    if ((rc = sizes_fit(l)) || (rc = init_params(l)))
+        return rc;
     struct src *srcs;
     size_t m;
     if (ordered_sources(l, &srcs, &m))
