@@ -56,7 +56,7 @@ fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DQTL_FUZZ=ON -DQTL_BUILD_TESTS=OFF >/dev/null
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_file
 	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict \
-	    tests/fuzz/corpus tests/data/bad $(wildcard ../shared/fixtures/real)
+	    tests/fuzz/corpus tests/data/bad tests/data/real
 
 # qtl against the reference crate, ml_dtypes (and more, see tests/interop/interop.py):
 # a virtualenv under $(BUILD) with pinned packages from PyPI. Optional, not part of `make test`.

@@ -10,7 +10,7 @@ Parts:
   reader    every file qtl writes (fixtures of every scheme, qtl shard output) parses in
             the reference crate (safetensors' Python binding) with the same names, dtypes,
             shapes and bytes per tensor; every file of the malformed corpus, the fuzz corpus
-            and ../shared/fixtures/real gets the same accept/reject verdict from both
+            and tests/data/real (third-party files) get the same accept/reject verdict from both
             (deliberate differences listed in DELIBERATE, with the reason).
   ct        qtl dequant of qtl's compressed-tensors fixtures equals compressed-tensors' own
             decompression, bit for bit in its bf16 compute dtype.
@@ -178,7 +178,7 @@ def part_reader(build):
                      "by the reference crate" % (len(files), len(schemes)), "%d files differ" % bad)
     # differential accept/reject
     corpora = [os.path.join(ROOT, "tests", "data", "bad"), os.path.join(ROOT, "tests", "fuzz", "corpus"),
-               os.path.join(ROOT, "..", "shared", "fixtures", "real")]
+               os.path.join(ROOT, "tests", "data", "real")]
     n = agree = 0
     for c in corpora:
         if not os.path.isdir(c):
