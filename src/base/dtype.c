@@ -132,5 +132,6 @@ int qtl__convert(enum qtl_dtype sd, const unsigned char *src, enum qtl_dtype dd,
 
 int qtl__dtype_convertible(enum qtl_dtype s, enum qtl_dtype d)
 {
-    return s == d || (qtl__dtype_is_float(s) && qtl__dtype_is_float(d)) || (qtl__dtype_is_int(s) && qtl__dtype_is_int(d));
+    return s == d || (qtl__dtype_is_float(s) && qtl__dtype_is_float(d)) ||
+           (qtl__dtype_is_int(s) && qtl__dtype_is_int(d));
 }

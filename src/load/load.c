@@ -212,7 +212,6 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 /* large parameters start on a page, small ones on a cache line */
 static uint64_t param_align(uint64_t nbytes) { return nbytes >= (64u << 10) ? 4096 : 64; }
 
-/* Offsets in the arena of every read parameter not bound elsewhere, then the shadow area. */
 /* Offsets in the arena of every read parameter not bound elsewhere, then the shadow area;
  * UINT64_MAX when the total does not fit (a config's sizes can make it that large). */
 static uint64_t layout(qtl_load_t *l, uint64_t *shadow_off)
