@@ -213,10 +213,12 @@ int cmd_load(int argc, char **argv)
         uint64_t h = held(l), rd = qtl_load_bytes_read(l);
         double t = qtl_load_seconds(l);
         if (a.json) {
-            printf("%s\n  {\"rank\": %u, \"parameters\": %zu, \"bytes_held\": %llu, \"bytes_read\": %llu, "
-                   "\"seconds\": %.6f, \"process_seconds\": %.6f, \"findings\": [",
-                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h, (unsigned long long)rd, t,
-                   qtl_load_process_seconds(l));
+            printf("%s\n  {\"rank\": %u, \"parameters\": %zu, \"bytes_held\": %llu, \"bytes_to_read\": %llu, "
+                   "\"bytes_read\": %llu, \"plan_hash\": \"%016llx\", \"seconds\": %.6f, \"process_seconds\": %.6f, "
+                   "\"findings\": [",
+                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h,
+                   (unsigned long long)qtl_load_bytes_to_read(l), (unsigned long long)rd,
+                   (unsigned long long)qtl_load_plan_hash(l), t, qtl_load_process_seconds(l));
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
@@ -228,8 +230,9 @@ int cmd_load(int argc, char **argv)
             }
             printf("]}");
         } else {
-            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed and read in %.3f s (%.2f GB/s)", r, a.tp,
-                   qtl_load_param_count(l), (double)h / 1e6, (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
+            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed, %.1f MB read in %.3f s (%.2f GB/s)", r,
+                   a.tp, qtl_load_param_count(l), (double)h / 1e6, (double)qtl_load_bytes_to_read(l) / 1e6,
+                   (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
             if (!strcmp(a.stage, "processed"))
                 printf(", post-processed in %.3f s", qtl_load_process_seconds(l));
             printf("\n");
