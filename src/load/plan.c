@@ -677,11 +677,11 @@ int qtl__plan_build(qtl_load_t *l)
 
 int qtl__plan_presharded(qtl_load_t *l)
 {
-    int rc = init_params(l);
-    if (rc)
-        return rc;
     if (add_file(l, qtl_st_name(l->pre), qtl_st_file_size(l->pre)))
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    int rc = sizes_fit(l);
+    if (rc || (rc = init_params(l)))
+        return rc;
     size_t n = qtl_st_tensor_count(l->pre);
     struct src *srcs = qtl__calloc(&l->al, n ? n : 1, sizeof *srcs);
     if (!srcs)
