@@ -33,3 +33,40 @@ int qtl_finding_lookup(const char *id, enum qtl_finding *out)
         }
     return QTL_ERR_INVALID_ARGUMENT;
 }
+
+/* ---- a list of findings ---- */
+
+int qtl__findings_add(struct qtl_findings *fs, const struct qtl_alloc *al, enum qtl_severity sev, int code,
+                      const char *id, const char *file, const char *tensor, const char *message)
+{
+    if (qtl__grow(al, (void **)&fs->v, &fs->cap, fs->n + 1, sizeof *fs->v))
+        return QTL_ERR_NOMEM;
+    struct qtl_finding_rec *r = &fs->v[fs->n];
+    *r = (struct qtl_finding_rec){sev, code, id, file ? qtl__strdup(al, file) : NULL,
+                                  tensor ? qtl__strdup(al, tensor) : NULL, qtl__strdup(al, message)};
+    if ((file && !r->file) || (tensor && !r->tensor) || !r->message) {
+        qtl__free(al, r->file);
+        qtl__free(al, r->tensor);
+        qtl__free(al, r->message);
+        return QTL_ERR_NOMEM;
+    }
+    fs->n++;
+    return QTL_OK;
+}
+
+void qtl__findings_free(struct qtl_findings *fs, const struct qtl_alloc *al)
+{
+    for (size_t i = 0; i < fs->n; i++) {
+        qtl__free(al, fs->v[i].file);
+        qtl__free(al, fs->v[i].tensor);
+        qtl__free(al, fs->v[i].message);
+    }
+    qtl__free(al, fs->v);
+    *fs = (struct qtl_findings){NULL, 0, 0};
+}
+
+void qtl__findings_at(const struct qtl_findings *fs, size_t i, struct qtl_diag *d)
+{
+    const struct qtl_finding_rec *r = &fs->v[i];
+    *d = (struct qtl_diag){r->sev, r->code, r->id, r->file, r->tensor, r->message};
+}

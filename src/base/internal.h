@@ -97,6 +97,24 @@ int qtl__dtype_convertible(enum qtl_dtype s, enum qtl_dtype d);
  * pair is not convertible. src and dst must not overlap. */
 int qtl__convert(enum qtl_dtype sd, const unsigned char *src, enum qtl_dtype dd, unsigned char *dst, uint64_t n);
 
+/* ---- a list of findings (finding.c): the checkpoint's and the loader's ---- */
+struct qtl_finding_rec {
+    enum qtl_severity sev;
+    int code;
+    const char *id; /* the catalogue's string (static) */
+    char *file, *tensor, *message;
+};
+struct qtl_findings {
+    struct qtl_finding_rec *v;
+    size_t n, cap;
+};
+/* Append one (file, tensor may be NULL; strings copied). @return QTL_OK or QTL_ERR_NOMEM (nothing added). */
+int qtl__findings_add(struct qtl_findings *fs, const struct qtl_alloc *al, enum qtl_severity sev, int code,
+                      const char *id, const char *file, const char *tensor, const char *message);
+void qtl__findings_free(struct qtl_findings *fs, const struct qtl_alloc *al);
+/* The public view of entry i (pointers owned by the list). */
+void qtl__findings_at(const struct qtl_findings *fs, size_t i, struct qtl_diag *d);
+
 /* ---- file byte source (source.c) ---- */
 struct qtl_file_source {
     int fd;

@@ -28,13 +28,6 @@ struct ck_tensor {
     int in_index;
 };
 
-struct ck_diag {
-    enum qtl_severity severity;
-    int code;
-    const char *id;
-    char *file, *tensor, *message;
-};
-
 struct qtl_ckpt {
     struct qtl_alloc al;
     struct qtl_allocator user_alloc;
@@ -49,8 +42,7 @@ struct qtl_ckpt {
     struct ck_tensor *tensors;
     size_t ntensors, tensors_cap;
     struct qtl_hmap map;
-    struct ck_diag *diags;
-    size_t ndiags, diags_cap;
+    struct qtl_findings diags;
 };
 
 static void tensor_key(const void *ctx, uint32_t v, const char **key, size_t *len)
@@ -139,22 +131,8 @@ static int add_diag(qtl_ckpt_t *ck, enum qtl_finding f, int code, const char *fi
     va_end(ap);
     if (sev == QTL_SEV_ERROR && ck->err.code == QTL_OK)
         qtl__fail(&ck->err, code, "%s", msg);
-    if (qtl__grow(&ck->al, (void **)&ck->diags, &ck->diags_cap, ck->ndiags + 1, sizeof *ck->diags))
+    if (qtl__findings_add(&ck->diags, &ck->al, sev, code, qtl_finding_id(f), file, tensor, msg))
         return oom(ck);
-    struct ck_diag *d = &ck->diags[ck->ndiags];
-    d->severity = sev;
-    d->code = code;
-    d->id = qtl_finding_id(f);
-    d->file = file ? qtl__strdup(&ck->al, file) : NULL;
-    d->tensor = tensor ? qtl__strdup(&ck->al, tensor) : NULL;
-    d->message = qtl__strdup(&ck->al, msg);
-    if ((file && !d->file) || (tensor && !d->tensor) || !d->message) {
-        qtl__free(&ck->al, d->file);
-        qtl__free(&ck->al, d->tensor);
-        qtl__free(&ck->al, d->message);
-        return oom(ck);
-    }
-    ck->ndiags++;
     return 0;
 }
 
@@ -428,14 +406,9 @@ void qtl_ckpt_close(qtl_ckpt_t *ck)
     }
     for (size_t i = 0; i < ck->ntensors; i++)
         qtl__free(&al, ck->tensors[i].name);
-    for (size_t i = 0; i < ck->ndiags; i++) {
-        qtl__free(&al, ck->diags[i].file);
-        qtl__free(&al, ck->diags[i].tensor);
-        qtl__free(&al, ck->diags[i].message);
-    }
+    qtl__findings_free(&ck->diags, &al);
     qtl__free(&al, ck->shards);
     qtl__free(&al, ck->tensors);
-    qtl__free(&al, ck->diags);
     qtl__hmap_free(&ck->map, &al);
     qtl__hmap_free(&ck->shard_map, &al);
     qtl__free(&al, ck->dir);
@@ -447,9 +420,9 @@ void qtl_ckpt_close(qtl_ckpt_t *ck)
 int qtl_ckpt_check(qtl_ckpt_t *ck)
 {
     int first = QTL_OK;
-    for (size_t i = 0; i < ck->ndiags; i++)
-        if (ck->diags[i].severity == QTL_SEV_ERROR && first == QTL_OK)
-            first = ck->diags[i].code;
+    for (size_t i = 0; i < ck->diags.n; i++)
+        if (ck->diags.v[i].sev == QTL_SEV_ERROR && first == QTL_OK)
+            first = ck->diags.v[i].code;
     /* Already checked once: the findings are recorded. */
     for (size_t si = 0; si < ck->nshards; si++) {
         struct ck_shard *s = &ck->shards[si];
@@ -515,9 +488,9 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
     if (first == QTL_OK)
         qtl__err_clear(&ck->err);
     else
-        for (size_t i = 0; i < ck->ndiags; i++)
-            if (ck->diags[i].severity == QTL_SEV_ERROR) {
-                qtl__fail(&ck->err, ck->diags[i].code, "%s", ck->diags[i].message);
+        for (size_t i = 0; i < ck->diags.n; i++)
+            if (ck->diags.v[i].sev == QTL_SEV_ERROR) {
+                qtl__fail(&ck->err, ck->diags.v[i].code, "%s", ck->diags.v[i].message);
                 break;
             }
     return first;
@@ -530,7 +503,7 @@ const char *qtl_ckpt_index_path(const qtl_ckpt_t *ck) { return ck->index_path; }
 size_t qtl_ckpt_shard_count(const qtl_ckpt_t *ck) { return ck->nshards; }
 const char *qtl_ckpt_shard_name(const qtl_ckpt_t *ck, size_t i) { return i < ck->nshards ? ck->shards[i].name : NULL; }
 size_t qtl_ckpt_tensor_count(const qtl_ckpt_t *ck) { return ck->ntensors; }
-size_t qtl_ckpt_diag_count(const qtl_ckpt_t *ck) { return ck->ndiags; }
+size_t qtl_ckpt_diag_count(const qtl_ckpt_t *ck) { return ck->diags.n; }
 
 int qtl_ckpt_shard(qtl_ckpt_t *ck, size_t i, qtl_st_t **st)
 {
@@ -543,10 +516,9 @@ int qtl_ckpt_shard(qtl_ckpt_t *ck, size_t i, qtl_st_t **st)
 
 int qtl_ckpt_diag_at(const qtl_ckpt_t *ck, size_t i, struct qtl_diag *d)
 {
-    if (i >= ck->ndiags)
+    if (i >= ck->diags.n)
         return QTL_ERR_INVALID_ARGUMENT;
-    const struct ck_diag *s = &ck->diags[i];
-    *d = (struct qtl_diag){s->severity, s->code, s->id, s->file, s->tensor, s->message};
+    qtl__findings_at(&ck->diags, i, d);
     return QTL_OK;
 }
 

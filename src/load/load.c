@@ -17,19 +17,8 @@
 static int add_finding(qtl_load_t *l, enum qtl_severity sev, int code, const char *id, const char *file,
                        const char *tensor, const char *msg)
 {
-    if (qtl__grow(&l->al, (void **)&l->f, &l->fcap, l->nf + 1, sizeof *l->f))
+    if (qtl__findings_add(&l->f, &l->al, sev, code, id, file, tensor, msg))
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
-    struct finding *f = &l->f[l->nf];
-    *f = (struct finding){sev, code, "", file ? qtl__strdup(&l->al, file) : NULL,
-                          tensor ? qtl__strdup(&l->al, tensor) : NULL, qtl__strdup(&l->al, msg)};
-    snprintf(f->id, sizeof f->id, "%s", id);
-    if ((file && !f->file) || (tensor && !f->tensor) || !f->message) {
-        qtl__free(&l->al, f->file);
-        qtl__free(&l->al, f->tensor);
-        qtl__free(&l->al, f->message);
-        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
-    }
-    l->nf++;
     if (sev == QTL_SEV_ERROR && l->err.code == QTL_OK)
         qtl__fail(&l->err, code, "%s", msg);
     return QTL_OK;
@@ -184,12 +173,7 @@ void qtl_load_close(qtl_load_t *l)
         qtl__param_release(&l->m, &l->m.params[i]);
     qtl__free(&l->al, l->m.params);
     qtl__free(&l->al, l->m.layers);
-    for (size_t i = 0; i < l->nf; i++) {
-        qtl__free(&l->al, l->f[i].file);
-        qtl__free(&l->al, l->f[i].tensor);
-        qtl__free(&l->al, l->f[i].message);
-    }
-    qtl__free(&l->al, l->f);
+    qtl__findings_free(&l->f, &l->al);
     for (size_t i = 0; i < l->nfiles; i++)
         qtl__free(&l->al, l->files[i].path);
     qtl__free(&l->al, l->files);
@@ -411,9 +395,9 @@ static double seconds_since(const struct timespec *t0)
 
 static int first_error(const qtl_load_t *l)
 {
-    for (size_t i = 0; i < l->nf; i++)
-        if (l->f[i].sev == QTL_SEV_ERROR)
-            return l->f[i].code ? l->f[i].code : QTL_ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < l->f.n; i++)
+        if (l->f.v[i].sev == QTL_SEV_ERROR)
+            return l->f.v[i].code ? l->f.v[i].code : QTL_ERR_INVALID_ARGUMENT;
     return QTL_OK;
 }
 
@@ -470,10 +454,10 @@ int qtl_load_process(qtl_load_t *l)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "qtl_load_process before qtl_load_run");
     if (l->processed)
         return QTL_OK;
-    for (size_t i = 0; i < l->nf; i++)
-        if (l->f[i].sev == QTL_SEV_ERROR)
+    for (size_t i = 0; i < l->f.n; i++)
+        if (l->f.v[i].sev == QTL_SEV_ERROR)
             return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
-                             "not post-processing a load with error-level findings (first: %s)", l->f[i].message);
+                             "not post-processing a load with error-level findings (first: %s)", l->f.v[i].message);
     if (l->verify != QTL_READ_ALL)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "qtl_load_process needs a load that read everything");
     int differ;
@@ -522,7 +506,7 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
 const char *qtl_load_errmsg(const qtl_load_t *l) { return l ? l->err.msg : "out of memory"; }
 const char *qtl_load_fail_id(const qtl_load_t *l) { return l && l->m.fail_id ? l->m.fail_id : NULL; }
 size_t qtl_load_param_count(const qtl_load_t *l) { return l->m.nparams; }
-size_t qtl_load_finding_count(const qtl_load_t *l) { return l->nf; }
+size_t qtl_load_finding_count(const qtl_load_t *l) { return l->f.n; }
 uint64_t qtl_load_bytes_read(const qtl_load_t *l) { return l->bytes_read; }
 double qtl_load_seconds(const qtl_load_t *l) { return l->seconds; }
 double qtl_load_process_seconds(const qtl_load_t *l) { return l->process_seconds; }
@@ -549,9 +533,8 @@ int qtl_load_param_at(const qtl_load_t *l, size_t i, struct qtl_param_info *pi)
 
 int qtl_load_finding_at(const qtl_load_t *l, size_t i, struct qtl_diag *d)
 {
-    if (i >= l->nf)
+    if (i >= l->f.n)
         return QTL_ERR_INVALID_ARGUMENT;
-    const struct finding *f = &l->f[i];
-    *d = (struct qtl_diag){f->sev, f->code, f->id, f->file, f->tensor, f->message};
+    qtl__findings_at(&l->f, i, d);
     return QTL_OK;
 }

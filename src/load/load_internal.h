@@ -96,13 +96,6 @@ struct pop {
     int superseded;
 };
 
-struct finding {
-    enum qtl_severity sev;
-    int code;
-    char id[32];
-    char *file, *tensor, *message;
-};
-
 struct pfile {
     char *path;
     uint64_t size;
@@ -116,8 +109,7 @@ struct qtl_load {
     qtl_ckpt_t *ck;
     qtl_config_t *cfg;
     struct lmodel m;
-    struct finding *f;
-    size_t nf, fcap;
+    struct qtl_findings f;
     const char *const *allow;
     size_t nallow;
     void (*progress)(void *, size_t, size_t);

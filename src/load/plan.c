@@ -665,9 +665,9 @@ int qtl__plan_build(qtl_load_t *l)
                          srcs[i].ti.name, pname);
             continue;
         }
-        size_t before = l->nf;
+        size_t before = l->f.n;
         emit_tensor(l, p, &srcs[i], shard);
-        if (l->nf > before) /* it could not be placed: what stays unwritten is a consequence of that finding */
+        if (l->f.n > before) /* it could not be placed: what stays unwritten is a consequence of that finding */
             p->blocked = 1;
         if (l->progress)
             l->progress(l->progress_ud, i + 1, m);
