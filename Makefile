@@ -4,11 +4,12 @@ BUILD       ?= build
 BUILD_ASAN  ?= build-asan
 BUILD_CLANG ?= build-clang
 BUILD_FUZZ  ?= build-fuzz
+BUILD_REL   ?= build-release
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 600
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build demo test test-asan test-clang fuzz bench interop clean
+.PHONY: all deps build demo test test-asan test-clang test-release fuzz bench interop clean
 
 all: build
 
@@ -16,7 +17,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQTL_WERROR=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Two NVFP4 checkpoints from the same master weights: Phi-3 (qkv/gate_up fused on
@@ -36,20 +37,26 @@ demo: build
 	    then echo "demo: phi3 (fused on disk) and llama (split) give identical tp=2 parameters, every scale slot included"; \
 	    else echo "demo: parameters differ"; exit 1; fi
 
-# The whole suite: gcc build, the same tests under ASan+UBSan, and a clang build.
+# The whole suite: gcc build, the same tests under ASan+UBSan, a clang build,
+# and gcc's Release (-O3, where gcc finds more maybe-uninitialized paths).
 test: deps build
 	cd $(BUILD) && ctest $(CTEST_FLAGS)
-	@$(MAKE) --no-print-directory test-asan test-clang
+	@$(MAKE) --no-print-directory test-asan test-clang test-release
 
 test-asan: deps
-	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug "-DQTL_SANITIZE=address;undefined" >/dev/null
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug "-DQTL_SANITIZE=address;undefined" -DQTL_WERROR=ON >/dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS)
 
 test-clang: deps
-	@CC=clang cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@CC=clang cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQTL_WERROR=ON >/dev/null
 	@cmake --build $(BUILD_CLANG) -j $(JOBS)
 	cd $(BUILD_CLANG) && ctest $(CTEST_FLAGS)
+
+test-release: deps
+	@cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=Release -DQTL_WERROR=ON >/dev/null
+	@cmake --build $(BUILD_REL) -j $(JOBS)
+	cd $(BUILD_REL) && ctest $(CTEST_FLAGS)
 
 # libFuzzer over open + validate + read; grows tests/fuzz/corpus.
 fuzz: deps
@@ -71,4 +78,4 @@ bench: build
 	bash bench/bench_load.sh ./$(BUILD)/qtl $(BUILD)/bench-ct-fp8
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG) $(BUILD_FUZZ) $(BUILD_REL)
