@@ -791,6 +791,8 @@ struct qtl_fixture_options {
     int progress; /* report progress on stderr when it is a terminal */
     /* A real-world failure to build in (qtl_fixture_break_name(i)); NULL: none. */
     const char *break_id;
+    /* Every allocation of qtl_fixture_write / qtl_fixture_master; NULL: malloc/free. */
+    const struct qtl_allocator *allocator;
 };
 /*! qtl_fixture_defaults() : layers 2, hidden 1024, heads 8, kv heads 2, head dim
  *  128, intermediate 2048, vocab 1024, 2 shards, seed 0, llama, bf16. */
