@@ -340,17 +340,42 @@ static struct lparam *add_kv_scale(qtl_load_t *l, const char *name)
 
 /* ---- coverage, on the plan ---- */
 
-static void describe_units(const struct lparam *p, int want_zero, char *buf, size_t cap)
+/* The checkpoint module whose slot or row range holds unit u of p: slot i of a
+ * per-tensor scale is part i; a row falls in the partition whose per-rank rows
+ * (scaled to p's units) contain it; a parameter written whole, or one of a layer
+ * fused on disk, has one module. */
+static size_t unit_module(const struct llayer *ly, const struct lparam *p, uint64_t u)
+{
+    if (!ly || ly->nmodules <= 1 || p->nunits <= 1)
+        return 0;
+    if (p->kind == PK_PER_TENSOR)
+        return u < ly->nmodules ? (size_t)u : ly->nmodules - 1;
+    uint64_t per = p->ndim >= 3 ? p->nunits / p->shape[0] : p->nunits, pos = u % per, total = 0, acc = 0;
+    for (int i = 0; i < ly->L; i++)
+        total += ly->part[i];
+    for (int i = 0; i < ly->L && (size_t)i < ly->nmodules; i++) {
+        acc += ly->part[i];
+        if (pos * total < acc * per)
+            return (size_t)i;
+    }
+    return ly->nmodules - 1;
+}
+
+/* "slots 1..1" / "rows 0..127,256..383": the units of p (of module `mod`, or all when mod is
+ * SIZE_MAX) that are unwritten (want_zero) or written. */
+static void describe_units(const struct llayer *ly, const struct lparam *p, size_t mod, int want_zero, char *buf,
+                           size_t cap)
 {
     size_t o = 0;
     int runs = 0;
+    buf[0] = 0;
     for (uint64_t u = 0; u < p->nunits && o < cap;) {
-        if ((p->written[u] == 0) != want_zero) {
+        if ((p->written[u] == 0) != want_zero || (mod != SIZE_MAX && unit_module(ly, p, u) != mod)) {
             u++;
             continue;
         }
         uint64_t e = u;
-        while (e < p->nunits && (p->written[e] == 0) == want_zero)
+        while (e < p->nunits && (p->written[e] == 0) == want_zero && (mod == SIZE_MAX || unit_module(ly, p, e) == mod))
             e++;
         if (runs++ < 3)
             o += (size_t)snprintf(buf + o, cap - o, "%s%s %llu..%llu", runs > 1 ? "," : "",
@@ -360,6 +385,53 @@ static void describe_units(const struct lparam *p, int want_zero, char *buf, siz
     }
     if (runs > 3 && o < cap)
         snprintf(buf + o, cap - o, " and %d more range(s)", runs - 3);
+}
+
+/* An unwritten parameter, in the checkpoint's terms: one finding per module whose tensor is
+ * absent, naming that tensor (the module's name + the parameter's suffix: the stacked names of
+ * model.c map q/k/v and gate/up onto the fused layer, the suffix is kept) and the slots or rows
+ * of the fused parameter it should have filled. */
+static void report_unwritten(qtl_load_t *l, const struct lparam *p)
+{
+    const struct llayer *ly = p->layer >= 0 ? &l->m.layers[p->layer] : NULL;
+    size_t plen = ly ? strlen(ly->prefix) : 0;
+    const char *suffix = ly && !strncmp(p->name, ly->prefix, plen) ? p->name + plen : NULL;
+    size_t nmod = ly && suffix ? ly->nmodules : 1;
+    const char *why = p->fill_f32_min ? " (vLLM leaves F32_MIN there)"
+                      : p->kind == PK_PER_TENSOR ? " (vLLM leaves uninitialized memory there)"
+                                                 : "";
+    if (p->nunits <= 1 && nmod > 1) { /* written whole by any part: none of them is there */
+        char list[600];
+        size_t o = 0;
+        for (size_t k = 0; k < nmod && o < sizeof list; k++)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s%s'", k ? (k + 1 < nmod ? ", " : " and ") : "",
+                                  ly->modules[k], suffix);
+        char first[256];
+        snprintf(first, sizeof first, "%s%s", ly->modules[0], suffix);
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+                     NULL, first, "%s are absent: parameter '%s' is never written by any checkpoint tensor%s", list,
+                     p->name, why);
+        return;
+    }
+    for (size_t k = 0; k < nmod; k++) {
+        char units[256], tensor[256], part[64] = "";
+        describe_units(ly, p, nmod > 1 ? k : SIZE_MAX, 1, units, sizeof units);
+        if (!units[0])
+            continue;
+        if (suffix)
+            snprintf(tensor, sizeof tensor, "%s%s", ly->modules[k], suffix);
+        else
+            snprintf(tensor, sizeof tensor, "%s", p->name);
+        if (nmod > 1) {
+            const char *dot = strrchr(ly->modules[k], '.');
+            snprintf(part, sizeof part, " (%s)", dot ? dot + 1 : ly->modules[k]);
+        }
+        if (p->nunits <= 1)
+            snprintf(units, sizeof units, "the value");
+        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+                     NULL, tensor, "'%s' is absent: %s%s of parameter '%s' %s never written by any checkpoint tensor%s",
+                     tensor, units, part, p->name, p->nunits > 1 ? "are" : "is", why);
+    }
 }
 
 static void coverage_checks(qtl_load_t *l)
@@ -375,19 +447,13 @@ static void coverage_checks(qtl_load_t *l)
         }
         p->missing = missing != 0;
         if (missing && p->blocked) {
-            describe_units(p, 1, units, sizeof units);
+            describe_units(NULL, p, SIZE_MAX, 1, units, sizeof units);
             qtl__finding(l, QTL_OK, QTL_FINDING_CONSEQUENCE, NULL, NULL,
                              "parameter '%s': %s unwritten because a tensor meant for it could not be read or "
                              "placed (see that finding)",
                              p->name, units);
         } else if (missing) {
-            describe_units(p, 1, units, sizeof units);
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
-                     NULL, NULL,
-                         "parameter '%s': %s never written by any checkpoint tensor%s", p->name, units,
-                         p->fill_f32_min                 ? " (vLLM leaves F32_MIN there)"
-                         : p->kind == PK_PER_TENSOR ? " (vLLM leaves uninitialized memory there)"
-                                                         : "");
+            report_unwritten(l, p);
         }
         if (twice)
             qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_PARAM_DOUBLE_WRITE, NULL, p->first_src,
