@@ -338,6 +338,24 @@ static void test_findings(void **state)
     assert_int_equal(qtl_load_open(d, &lo, &l), QTL_ERR_UNSUPPORTED);
     assert_non_null(strstr(qtl_load_errmsg(l), "tp=3"));
     qtl_load_close(l);
+    /* a partition rule names every layer kind it fails for, with the layers: intermediate 1280
+     * at tp=4 is 320 rows/columns per rank, not whole 128x128 FP8 blocks, in gate_up_proj (both
+     * partitions) and down_proj of both layers; attention (1024 = 8 x 128) passes */
+    struct qtl_fixture_options o;
+    qtl_fixture_defaults(&o);
+    o.scheme = "fp8-block";
+    o.intermediate = 1280;
+    char msg[256];
+    snprintf(d, sizeof d, "%s/layout-block", QTL_TEST_TMP);
+    TU_EXPECT(qtl_fixture_write(&o, d, msg, sizeof msg), QTL_OK, msg);
+    struct qtl_load_options l4 = {.tp = 4, .rank = 0, .dtype_override = QTL_DTYPE_COUNT};
+    assert_int_equal(qtl_load_open(d, &l4, &l), QTL_ERR_UNSUPPORTED);
+    assert_string_equal(qtl_load_errmsg(l),
+                        "tp=4: mlp.gate_up_proj: rows per rank of output partition 0 (320) is not divisible by 128 "
+                        "(the FP8 block) (layers 0..1); mlp.gate_up_proj: rows per rank of output partition 1 (320) "
+                        "is not divisible by 128 (the FP8 block) (layers 0..1); mlp.down_proj: input columns per rank "
+                        "(320) is not divisible by 128 (the FP8 block) (layers 0..1)");
+    qtl_load_close(l);
 }
 
 /* The worked examples of vllm-loading.md §3.4 and §3.5 (H=32, Hkv=8, D=128;

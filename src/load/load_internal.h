@@ -76,6 +76,14 @@ struct lmodel {
     struct lparam *params;
     size_t nparams, cap;
     const char *fail_id; /* finding ID of a layout failure (tp.heads, tp.block, ...) */
+    /* partition rules that fail, one entry per (rule, layer kind, partition), all reported */
+    struct layout_fail {
+        enum qtl_finding id;
+        char kind[160], what[64];
+        uint64_t a, b;
+        uint32_t first, last;
+    } lfail[8];
+    size_t nlfail;
 };
 
 #define SHARD_NONE (-1)

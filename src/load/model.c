@@ -140,42 +140,90 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
         return qtl__fail(m->err, rc, "%s", qtl_config_errmsg(m->cfg));
     }
     m->nlayers++;
-    if (!partition_checks(m, l))
-        return m->err->code;
+    partition_checks(m, l); /* failures are collected; qtl__model_build reports them all */
     return layer_params(m, (int)m->nlayers - 1);
 }
 
-static int divides(struct lmodel *m, enum qtl_finding id, const char *what, uint64_t a, uint64_t b)
+static const char *tp_unit(enum qtl_finding id)
 {
     static const char *const units[QTL_FINDING_COUNT] = {
         [QTL_FINDING_TP_BLOCK] = " (the FP8 block)", [QTL_FINDING_TP_NVFP4] = " (the NVFP4 group)",
         [QTL_FINDING_TP_GROUP] = " (group_size)", [QTL_FINDING_TP_PACK] = " (the zero-point pack factor)"};
-    const char *unit = units[id] ? units[id] : "";
+    return units[id] ? units[id] : "";
+}
+
+static int divides(struct lmodel *m, enum qtl_finding id, const char *what, uint64_t a, uint64_t b)
+{
     if (b && a % b == 0)
         return 1;
     m->fail_id = qtl_finding_id(id);
     qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "tp=%u: %s (%llu) is not divisible by %llu%s", m->tp, what,
-              (unsigned long long)a, (unsigned long long)b, unit);
+              (unsigned long long)a, (unsigned long long)b, tp_unit(id));
     return 0;
+}
+
+/* A partition rule of one linear layer: a failure is recorded per (rule, layer kind,
+ * partition) with the layers it holds for, so the error names every layer kind
+ * (o_proj and down_proj), not only the first one built. */
+static int layer_rule(struct lmodel *m, const struct llayer *l, enum qtl_finding id, const char *what, uint64_t a,
+                      uint64_t b)
+{
+    if (b && a % b == 0)
+        return 1;
+    unsigned li = 0;
+    int off = 0;
+    const char *kind = l->prefix;
+    if (sscanf(l->prefix, "model.layers.%u.%n", &li, &off) == 1 && off > 0)
+        kind = l->prefix + off;
+    for (size_t i = 0; i < m->nlfail; i++) {
+        struct layout_fail *f = &m->lfail[i];
+        if (f->id == id && !strcmp(f->kind, kind) && !strcmp(f->what, what) && f->a == a && f->b == b) {
+            f->last = li;
+            return 0;
+        }
+    }
+    if (m->nlfail < sizeof m->lfail / sizeof m->lfail[0]) {
+        struct layout_fail *f = &m->lfail[m->nlfail++];
+        *f = (struct layout_fail){.id = id, .a = a, .b = b, .first = li, .last = li};
+        snprintf(f->kind, sizeof f->kind, "%s", kind);
+        snprintf(f->what, sizeof f->what, "%s", what);
+    }
+    return 0;
+}
+
+/* The recorded partition failures as one error, every layer kind named. */
+static int layout_failed(struct lmodel *m)
+{
+    char msg[QTL_MSG_CAP];
+    size_t o = (size_t)snprintf(msg, sizeof msg, "tp=%u:", m->tp);
+    for (size_t i = 0; i < m->nlfail && o < sizeof msg; i++) {
+        const struct layout_fail *f = &m->lfail[i];
+        char layers[48] = "";
+        if (m->shape.layers > 1)
+            snprintf(layers, sizeof layers, f->first == f->last ? " (layer %u)" : " (layers %u..%u)", f->first, f->last);
+        o += (size_t)snprintf(msg + o, sizeof msg - o, "%s %s: %s (%llu) is not divisible by %llu%s%s", i ? ";" : "",
+                              f->kind, f->what, (unsigned long long)f->a, (unsigned long long)f->b, tp_unit(f->id),
+                              layers);
+    }
+    m->fail_id = qtl_finding_id(m->lfail[0].id);
+    return qtl__fail(m->err, QTL_ERR_UNSUPPORTED, "%s", msg);
 }
 
 /* Every output partition's rows per rank divisible by `unit` (ID names the rule). */
 static int rows_divide(struct lmodel *m, const struct llayer *l, enum qtl_finding id, uint64_t unit)
 {
-    char what[256];
+    int ok = 1;
     for (int i = 0; i < l->L; i++) {
-        snprintf(what, sizeof what, "%s: rows per rank of output partition %d", l->prefix, i);
-        if (!divides(m, id, what, l->part[i], unit))
-            return 0;
+        char what[64];
+        snprintf(what, sizeof what, "rows per rank of output partition %d", i);
+        ok &= layer_rule(m, l, id, what, l->part[i], unit);
     }
-    return 1;
+    return ok;
 }
 
 static int cols_divide(struct lmodel *m, const struct llayer *l, enum qtl_finding id, uint64_t unit)
 {
-    char what[256];
-    snprintf(what, sizeof what, "%s: input columns per rank", l->prefix);
-    return divides(m, id, what, l->in_pp, unit);
+    return layer_rule(m, l, id, "input columns per rank", l->in_pp, unit);
 }
 
 /* validate_fp8_block_shape: column layers split rows, row layers split columns, in whole blocks */
@@ -283,6 +331,8 @@ int qtl__model_build(struct lmodel *m)
         if ((rc = add_layer(m, pre, LK_ROW, dn, 1, s->intermediate, NULL, 0)))
             return rc;
     }
+    if (m->nlfail)
+        return layout_failed(m);
     if (!new_param(m, "model.norm.weight", "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
         return QTL_ERR_NOMEM;
     if (!s->tie_word_embeddings &&
