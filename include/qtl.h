@@ -20,6 +20,24 @@
  *  5. Nothing in qtl aborts, asserts or reads out of bounds because of file
  *     contents: every size read from a file is checked for overflow and against
  *     the bytes that exist before anything is allocated or read.
+ *  6. Statuses say whose fault a failure is: QTL_ERR_INVALID_ARGUMENT is caller
+ *     misuse (a NULL path, an index out of range, a buffer of the wrong size, a
+ *     call out of order); what is wrong with the files has its own codes — the
+ *     safetensors rules (-20..-33), the checkpoint directory (-40..-45), and
+ *     QTL_ERR_CHECKPOINT for a loading rule the contents break (an unwritten
+ *     scale, a tensor no parameter takes, a wrong shape: the findings say which).
+ *     Every handle offers the pair qtl_<noun>_errcode() / qtl_<noun>_errmsg()
+ *     for its last failure; a NULL handle reads as QTL_ERR_NOMEM / "out of memory".
+ *  7. Threads: the library has no global state except the jansson hooks the
+ *     caller installs. Distinct handles may be used from distinct threads at
+ *     once; one handle is not safe for concurrent calls (qtl_load_run uses its
+ *     own worker threads inside one call). A handle's const getters may be called
+ *     from several threads at once while no other call runs on it.
+ *  8. Pointers a handle returns (names, infos, messages, parameter data) stay
+ *     valid until the handle is closed, except: an errmsg() string changes on the
+ *     next failing call on that handle; qtl_load_param_at's data is NULL until
+ *     qtl_load_run and is replaced by qtl_load_process (re-read the info after
+ *     it); qtl_ckpt_shard's qtl_st_t belongs to the checkpoint.
  *
  * safetensors in thirty lines (the rules qtl enforces; see formats.md §1):
  *   offset 0     u64 little-endian N = header length, N <= max_header_bytes (1e8)
@@ -106,7 +124,8 @@ QTL_API unsigned qtl_version_number(void);
     XX(TENSOR_MISSING, -42, "index entry names a tensor its shard does not hold")                  \
     XX(TENSOR_DUPLICATE, -43, "tensor stored in more than one shard")                              \
     XX(JSON, -44, "malformed JSON file")                                                           \
-    XX(NO_CHECKPOINT, -45, "no safetensors checkpoint at this path")
+    XX(NO_CHECKPOINT, -45, "no safetensors checkpoint at this path")                              \
+    XX(CHECKPOINT, -46, "the checkpoint's contents break a loading rule (a finding names the rule and tensor)")
 
 enum qtl_status {
 #define QTL_XX_ENUM(name, value, text) QTL_ERR_##name = value,
@@ -468,6 +487,8 @@ struct qtl_sink {
 QTL_API int qtl_st_writer_new(const struct qtl_allocator *allocator, qtl_st_writer_t **out);
 QTL_API void qtl_st_writer_free(qtl_st_writer_t *w);
 QTL_API const char *qtl_st_writer_errmsg(const qtl_st_writer_t *w);
+/*! qtl_st_writer_errcode() : @return the status of the last failure (QTL_OK if none). */
+QTL_API int qtl_st_writer_errcode(const qtl_st_writer_t *w);
 /*! qtl_st_writer_add() : `nbytes` must equal the size implied by dtype and shape
  *  (QTL_ERR_TENSOR_INVALID_INFO / QTL_ERR_MISALIGNED_SLICE otherwise, as the
  *  crate's TensorView::new); a repeated name is QTL_ERR_DUPLICATE_KEY. */
@@ -508,6 +529,8 @@ struct qtl_diag {
 QTL_API int qtl_ckpt_open(const char *path, const struct qtl_open_options *opts, qtl_ckpt_t **out);
 QTL_API void qtl_ckpt_close(qtl_ckpt_t *ck);
 QTL_API const char *qtl_ckpt_errmsg(const qtl_ckpt_t *ck);
+/*! qtl_ckpt_errcode() : @return the status of the last failure (QTL_OK if none). */
+QTL_API int qtl_ckpt_errcode(const qtl_ckpt_t *ck);
 /*! qtl_ckpt_dir() : @return the directory the shards are in. */
 QTL_API const char *qtl_ckpt_dir(const qtl_ckpt_t *ck);
 /*! qtl_ckpt_index_path() : @return the index.json path, or NULL without one. */
@@ -599,6 +622,8 @@ QTL_API int qtl_config_open(const char *dir, const struct qtl_open_options *opts
                             qtl_config_t **out);
 QTL_API void qtl_config_close(qtl_config_t *c);
 QTL_API const char *qtl_config_errmsg(const qtl_config_t *c);
+/*! qtl_config_errcode() : @return the status of the last failure (QTL_OK if none). */
+QTL_API int qtl_config_errcode(const qtl_config_t *c);
 QTL_API const struct qtl_model_shape *qtl_config_shape(const qtl_config_t *c);
 QTL_API enum qtl_quant_method qtl_config_method(const qtl_config_t *c);
 /*! qtl_config_layer_quant() : the scheme of the linear layer `prefix` (vLLM's
@@ -728,6 +753,10 @@ QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float 
 QTL_API int qtl_load_write(qtl_load_t *l, const char *path, const char *source);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
+/*! qtl_load_errcode() : @return the status of the last failure (QTL_OK if none; a run
+ *  stopped by an error-level finding returns that finding's code, QTL_ERR_CHECKPOINT
+ *  for the loading rules, without setting the handle's message: read the findings). */
+QTL_API int qtl_load_errcode(const qtl_load_t *l);
 /*! qtl_load_fail_id() : when qtl_load_open failed because the model cannot be
  *  laid out at this tp, the finding ID (tp.heads, tp.kv-heads, tp.intermediate,
  *  tp.vocab, tp.block, tp.group, tp.nvfp4, tp.pack), or config.unsupported when

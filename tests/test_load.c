@@ -318,7 +318,7 @@ static void test_findings(void **state)
      * slot 1 (k_proj) of qkv_proj.weight_scale; the finding's tensor is the on-disk name */
     char d[512];
     snprintf(d, sizeof d, "%s/bad-0", QTL_TEST_TMP);
-    qtl_load_t *l = load(d, 1, 0, QTL_ERR_INVALID_ARGUMENT);
+    qtl_load_t *l = load(d, 1, 0, QTL_ERR_CHECKPOINT);
     int named = 0;
     for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
         struct qtl_diag dg;
@@ -552,7 +552,7 @@ static void test_qwen_bias_and_norms(void **state)
         struct qtl_load_options lo = {.tp = 8, .rank = r, .dtype_override = QTL_DTYPE_COUNT};
         qtl_load_t *l;
         assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
-        assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* the norms are not Qwen2's: unmapped */
+        assert_int_equal(qtl_load_run(l), QTL_ERR_CHECKPOINT); /* the norms are not Qwen2's: unmapped */
         struct qtl_param_info pi;
         param(l, "model.layers.0.self_attn.qkv_proj.bias", &pi);
         assert_int_equal(pi.shape[0], 48);
@@ -572,7 +572,7 @@ static void test_qwen_bias_and_norms(void **state)
     struct qtl_load_options lo = {.tp = 2, .rank = 1, .dtype_override = QTL_DTYPE_COUNT};
     qtl_load_t *l;
     assert_int_equal(qtl_load_open(d, &lo, &l), QTL_OK);
-    assert_int_equal(qtl_load_run(l), QTL_ERR_INVALID_ARGUMENT); /* Qwen3 has no qkv bias: the biases are unmapped */
+    assert_int_equal(qtl_load_run(l), QTL_ERR_CHECKPOINT); /* Qwen3 has no qkv bias: the biases are unmapped */
     struct qtl_param_info pi;
     param(l, "model.layers.0.self_attn.k_norm.weight", &pi);
     assert_true(pi.shape[0] == 16 && qtl_bf16_to_f32(((const uint16_t *)pi.data)[15]) == 2.0f);

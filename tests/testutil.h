@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 /* A safetensors image: u64 LE N (or `n_override` when nonzero), the header
@@ -48,6 +49,40 @@ void tu_json_hooks(int on);
         if (g_ != w_)                                                                                      \
             fail_msg("%s:%d: got %s (%d), want %s (%d): %s", __FILE__, __LINE__, qtl_errname(g_), g_,      \
                      qtl_errname(w_), w_, (msg));                                                          \
+    } while (0)
+
+/* Typed equality asserts that print both sides (cmocka's assert_int_equal prints them as
+ * unsigned long; these name the expression and show u64 / float bits / float values). */
+#define TU_EQ_U64(got, want)                                                                               \
+    do {                                                                                                   \
+        uint64_t g_ = (uint64_t)(got), w_ = (uint64_t)(want);                                              \
+        if (g_ != w_)                                                                                      \
+            fail_msg("%s:%d: %s = %llu (0x%llx), want %s = %llu (0x%llx)", __FILE__, __LINE__, #got,        \
+                     (unsigned long long)g_, (unsigned long long)g_, #want, (unsigned long long)w_,        \
+                     (unsigned long long)w_);                                                              \
+    } while (0)
+/* Bit-exact float equality (NaN payloads and -0 included). */
+#define TU_EQ_F32_BITS(got, want)                                                                          \
+    do {                                                                                                   \
+        float gf_ = (got), wf_ = (want);                                                                   \
+        uint32_t g_, w_;                                                                                   \
+        memcpy(&g_, &gf_, 4);                                                                              \
+        memcpy(&w_, &wf_, 4);                                                                              \
+        if (g_ != w_)                                                                                      \
+            fail_msg("%s:%d: %s = %.9g (bits 0x%08x), want %s = %.9g (bits 0x%08x)", __FILE__, __LINE__,  \
+                     #got, (double)gf_, (unsigned)g_, #want, (double)wf_, (unsigned)w_);                   \
+    } while (0)
+/* Byte equality of n bytes, printing the first differing offset and both bytes. */
+#define TU_EQ_MEM(got, want, n)                                                                            \
+    do {                                                                                                   \
+        const unsigned char *g_ = (const unsigned char *)(got), *w_ = (const unsigned char *)(want);       \
+        size_t n_ = (n);                                                                                   \
+        for (size_t i_ = 0; i_ < n_; i_++)                                                                 \
+            if (g_[i_] != w_[i_]) {                                                                        \
+                fail_msg("%s:%d: %s and %s differ at byte %zu of %zu: 0x%02x vs 0x%02x", __FILE__,         \
+                         __LINE__, #got, #want, i_, n_, g_[i_], w_[i_]);                                   \
+                break;                                                                                     \
+            }                                                                                              \
     } while (0)
 
 #endif

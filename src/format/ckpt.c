@@ -498,6 +498,7 @@ int qtl_ckpt_check(qtl_ckpt_t *ck)
 
 /* ---- accessors ---- */
 const char *qtl_ckpt_errmsg(const qtl_ckpt_t *ck) { return ck ? ck->err.msg : "out of memory"; }
+int qtl_ckpt_errcode(const qtl_ckpt_t *ck) { return ck ? ck->err.code : QTL_ERR_NOMEM; }
 const char *qtl_ckpt_dir(const qtl_ckpt_t *ck) { return ck->dir; }
 const char *qtl_ckpt_index_path(const qtl_ckpt_t *ck) { return ck->index_path; }
 size_t qtl_ckpt_shard_count(const qtl_ckpt_t *ck) { return ck->nshards; }

@@ -65,6 +65,7 @@ void qtl_st_writer_free(qtl_st_writer_t *w)
 }
 
 const char *qtl_st_writer_errmsg(const qtl_st_writer_t *w) { return w ? w->err.msg : "out of memory"; }
+int qtl_st_writer_errcode(const qtl_st_writer_t *w) { return w ? w->err.code : QTL_ERR_NOMEM; }
 
 static int writer_add(qtl_st_writer_t *w, const char *name, enum qtl_dtype dtype, uint32_t ndim,
                       const uint64_t *shape, const void *data, uint64_t nbytes, qtl_fill_fn fill, void *fill_ud);

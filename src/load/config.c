@@ -400,6 +400,7 @@ void qtl_config_close(qtl_config_t *c)
 }
 
 const char *qtl_config_errmsg(const qtl_config_t *c) { return c ? c->err.msg : "out of memory"; }
+int qtl_config_errcode(const qtl_config_t *c) { return c ? c->err.code : QTL_ERR_NOMEM; }
 const struct qtl_model_shape *qtl_config_shape(const qtl_config_t *c) { return &c->shape; }
 enum qtl_quant_method qtl_config_method(const qtl_config_t *c) { return c->method; }
 

@@ -61,7 +61,7 @@ static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_loa
     const char *tp = qtl_st_metadata_get(l->pre, "qtl.tp"), *rank = qtl_st_metadata_get(l->pre, "qtl.rank");
     const char *stage = qtl_st_metadata_get(l->pre, "qtl.stage");
     if (!tp || !rank || !stage)
-        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: no qtl.tp / qtl.rank / qtl.stage metadata: not written by qtl shard", file);
+        return qtl__fail(&l->err, QTL_ERR_CHECKPOINT, "%s: no qtl.tp / qtl.rank / qtl.stage metadata: not written by qtl shard", file);
     if (strtoul(tp, NULL, 10) != o->tp)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: pre-sharded for tp=%s, asked for tp=%u", path, tp, o->tp);
     if (strtoul(rank, NULL, 10) != o->rank)
@@ -83,7 +83,7 @@ static int params_from_file(qtl_load_t *l)
         qtl_st_tensor_at(l->pre, i, &ti);
         struct lparam *p = &l->m.params[l->m.nparams++];
         if (ti.ndim > QTL_PARAM_DIMS)
-            return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %u dimensions (at most %d)",
+            return qtl__fail(&l->err, QTL_ERR_CHECKPOINT, "%s: tensor '%s' has %u dimensions (at most %d)",
                              ti.file, ti.name, ti.ndim, QTL_PARAM_DIMS);
         snprintf(p->name, sizeof p->name, "%s", ti.name);
         p->kind = PK_BASE;
@@ -397,7 +397,7 @@ static int first_error(const qtl_load_t *l)
 {
     for (size_t i = 0; i < l->f.n; i++)
         if (l->f.v[i].sev == QTL_SEV_ERROR)
-            return l->f.v[i].code ? l->f.v[i].code : QTL_ERR_INVALID_ARGUMENT;
+            return l->f.v[i].code ? l->f.v[i].code : QTL_ERR_CHECKPOINT;
     return QTL_OK;
 }
 
@@ -504,6 +504,7 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
 /* ---- accessors ---- */
 
 const char *qtl_load_errmsg(const qtl_load_t *l) { return l ? l->err.msg : "out of memory"; }
+int qtl_load_errcode(const qtl_load_t *l) { return l ? l->err.code : QTL_ERR_NOMEM; }
 const char *qtl_load_fail_id(const qtl_load_t *l) { return l && l->m.fail_id ? l->m.fail_id : NULL; }
 size_t qtl_load_param_count(const qtl_load_t *l) { return l->m.nparams; }
 size_t qtl_load_finding_count(const qtl_load_t *l) { return l->f.n; }

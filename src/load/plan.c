@@ -135,11 +135,11 @@ static int emit(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t r
                 uint64_t nc, uint64_t dst_row, uint64_t mark0, uint64_t nmark, int32_t slot)
 {
     if (nc != pcols(p))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' gives %llu columns, parameter '%s' has %llu", s->ti.file, s->ti.name,
                             (unsigned long long)nc, p->name, (unsigned long long)pcols(p));
     if (!qtl__dtype_convertible(s->ti.dtype, p->dtype))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_DTYPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_DTYPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' is %s, parameter '%s' is %s", s->ti.file, s->ti.name,
                             qtl_dtype_name(s->ti.dtype), p->name, qtl_dtype_name(p->dtype));
     int twice = 0;
@@ -170,7 +170,7 @@ static int emit_whole(qtl_load_t *l, struct lparam *p, const struct src *s)
     for (uint32_t d = 0; same && s->ti.ndim == p->ndim && d < p->ndim; d++) /* 0-D and [1] alike */
         same = s->ti.shape[d] == p->shape[d];
     if (!same)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has %llu elements in %u dimension(s), parameter '%s' needs %llu",
                             s->ti.file, s->ti.name, (unsigned long long)s->ti.numel, s->ti.ndim, p->name,
                             (unsigned long long)pn);
@@ -182,17 +182,17 @@ static int emit_per_tensor(qtl_load_t *l, struct lparam *p, const struct src *s,
 {
     if (s->ti.ndim > 1 || (s->ti.ndim == 1 && s->ti.shape[0] != 1)) {
         if (s->ti.ndim == 1)
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_VECTOR, s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_SCALE_VECTOR, s->ti.file, s->ti.name,
                                 "%s: tensor '%s' is a [%llu] vector; a per-tensor scale must be 0-D or [1] (vLLM "
                                 "asserts W.shape[0] == 1)",
                                 s->ti.file, s->ti.name, (unsigned long long)s->ti.shape[0]);
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has %u dimensions; a per-tensor scale must be 0-D or [1]", s->ti.file,
                             s->ti.name, s->ti.ndim);
     }
     for (int i = first; i <= last; i++) {
         if ((uint64_t)i >= p->shape[0])
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
                                 "%s: tensor '%s': slot %d outside parameter '%s' [%llu]", s->ti.file, s->ti.name, i,
                                 p->name, (unsigned long long)p->shape[0]);
         int rc = emit(l, p, s, 0, 1, 0, 1, (uint64_t)i, (uint64_t)i, 1, i);
@@ -223,7 +223,7 @@ static int emit_shard(qtl_load_t *l, struct lparam *p, const struct llayer *ly, 
     uint64_t blocks = (ly->kind == LK_QKV && i > 0) ? m->tp / m->replicas : m->tp;
     int strict = p->kind != PK_BLOCK;
     if ((strict && size * blocks != avail) || (b + 1) * size > avail)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s': %llu rows for sub-matrix %d of '%s', tp=%u needs %llu x %llu",
                             s->ti.file, s->ti.name, (unsigned long long)avail, i, p->name, m->tp,
                             (unsigned long long)blocks, (unsigned long long)size);
@@ -236,7 +236,7 @@ static int emit_vocab(qtl_load_t *l, struct lparam *p, const struct src *s)
     uint64_t V = m->shape.vocab, start = (uint64_t)m->rank * m->vocab_pp;
     uint64_t n = start >= V ? 0 : (V - start < m->vocab_pp ? V - start : m->vocab_pp);
     if (s->ti.ndim != 2 || s->ti.shape[0] != V || s->ti.shape[1] != p->shape[1])
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' must be [%llu, %llu] (vocab_size, hidden_size)", s->ti.file, s->ti.name,
                             (unsigned long long)V, (unsigned long long)p->shape[1]);
     /* padding rows are zero-filled, which counts as written (vLLM fill_(0)) */
@@ -249,7 +249,7 @@ static int emit_row_parallel(qtl_load_t *l, struct lparam *p, const struct src *
 {
     const struct lmodel *m = &l->m;
     if (shard != SHARD_NONE)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHARD, s->ti.file, s->ti.name,
                             "%s: tensor '%s' has a shard id but '%s' is row-parallel", s->ti.file, s->ti.name,
                             p->name);
     int narrow = (p->kind == PK_MODEL_WEIGHT && p->ndim == 2) || p->kind == PK_GROUP || p->kind == PK_BLOCK ||
@@ -259,14 +259,14 @@ static int emit_row_parallel(qtl_load_t *l, struct lparam *p, const struct src *
     if (p->kind == PK_ROW) { /* g_idx [K_pp] */
         uint64_t sz = p->shape[0];
         if (s->ti.ndim != 1 || s->ti.shape[0] != sz * m->tp)
-            return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+            return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                                 "%s: tensor '%s' must have %llu entries for tp=%u", s->ti.file, s->ti.name,
                                 (unsigned long long)(sz * m->tp), m->tp);
         return emit(l, p, s, m->rank * sz, sz, 0, 1, 0, 0, 1, -1);
     }
     uint64_t w = p->shape[1];
     if (s->ti.ndim != 2 || s->ti.shape[0] != p->shape[0] || s->ti.shape[1] != w * m->tp)
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: tensor '%s' is [%llu, %llu], row-parallel '%s' needs [%llu, %llu] for tp=%u",
                             s->ti.file, s->ti.name, (unsigned long long)rows_of(&s->ti),
                             (unsigned long long)cols_of(&s->ti), p->name, (unsigned long long)p->shape[0],
@@ -298,7 +298,7 @@ static int emit_fused(qtl_load_t *l, struct lparam *p, const struct llayer *ly, 
         total += sizes[i];
     }
     if (total != rows_of(&s->ti))
-        return qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                             "%s: fused tensor '%s' has %llu rows, '%s' expects %llu", s->ti.file, s->ti.name,
                             (unsigned long long)rows_of(&s->ti), p->name, (unsigned long long)total);
     for (int i = 0; i < ly->L; i++) {
@@ -408,7 +408,7 @@ static void report_unwritten(qtl_load_t *l, const struct lparam *p)
                                   ly->modules[k], suffix);
         char first[256];
         snprintf(first, sizeof first, "%s%s", ly->modules[0], suffix);
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+        qtl__finding(l, QTL_ERR_CHECKPOINT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
                      NULL, first, "%s are absent: parameter '%s' is never written by any checkpoint tensor%s", list,
                      p->name, why);
         return;
@@ -428,7 +428,7 @@ static void report_unwritten(qtl_load_t *l, const struct lparam *p)
         }
         if (p->nunits <= 1)
             snprintf(units, sizeof units, "the value");
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+        qtl__finding(l, QTL_ERR_CHECKPOINT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
                      NULL, tensor, "'%s' is absent: %s%s of parameter '%s' %s never written by any checkpoint tensor%s",
                      tensor, units, part, p->name, p->nunits > 1 ? "are" : "is", why);
     }
@@ -456,7 +456,7 @@ static void coverage_checks(qtl_load_t *l)
             report_unwritten(l, p);
         }
         if (twice)
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_PARAM_DOUBLE_WRITE, NULL, p->first_src,
+            qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_PARAM_DOUBLE_WRITE, NULL, p->first_src,
                          "parameter '%s': %llu unit(s) written more than once (first from '%s')", p->name,
                          (unsigned long long)twice, p->first_src);
     }
@@ -494,15 +494,15 @@ static void check_values(qtl_load_t *l, const struct lparam *p)
             nonpos++;
     }
     if (nan)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_NAN, NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_SCALE_NAN, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu NaN scale value(s)", p->name, p->first_src,
                      (unsigned long long)nan);
     if (inf)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_INF, NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_SCALE_INF, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu infinite scale value(s)", p->name, p->first_src,
                      (unsigned long long)inf);
     if (nonpos)
-        qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_SCALE_NONPOSITIVE, NULL, p->first_src,
+        qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_SCALE_NONPOSITIVE, NULL, p->first_src,
                      "parameter '%s' (from '%s'): %llu zero or negative scale value(s)", p->name, p->first_src,
                      (unsigned long long)nonpos);
 }
@@ -726,7 +726,7 @@ int qtl__plan_build(qtl_load_t *l)
         if (!p && kind == MAP_KV_SCALE)
             p = add_kv_scale(l, pname);
         if (!p) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_UNMAPPED, srcs[i].ti.file, srcs[i].ti.name,
+            qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_UNMAPPED, srcs[i].ti.file, srcs[i].ti.name,
                          "%s: tensor '%s' maps to no parameter of the model (looked for '%s')", srcs[i].ti.file,
                          srcs[i].ti.name, pname);
             continue;
@@ -758,12 +758,12 @@ int qtl__plan_presharded(qtl_load_t *l)
         s->index = i;
         struct lparam *p = qtl__find_param(l, s->ti.name);
         if (!p) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_UNMAPPED, s->ti.file, s->ti.name,
+            qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_UNMAPPED, s->ti.file, s->ti.name,
                          "%s: tensor '%s' maps to no parameter of the model", s->ti.file, s->ti.name);
             continue;
         }
         if (s->ti.dtype != p->dtype || s->ti.numel != qtl__param_numel(p) || s->ti.ndim != p->ndim) {
-            qtl__finding(l, QTL_ERR_INVALID_ARGUMENT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+            qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                          "%s: tensor '%s' does not match parameter '%s' (%s, %u dims)", s->ti.file, s->ti.name,
                          p->name, qtl_dtype_name(p->dtype), p->ndim);
             continue;
