@@ -141,5 +141,63 @@ expect 0 "reload the nested shards" -- "$QTL" load "$TMP/nested/a/b" --tp 2
 expect 1 "shard into a path under a file" -- "$QTL" shard "$TMP/all/ct-fp8" --tp 1 -o "$TMP/out/x"
 contains "$TMP/err" "cannot create its directory" "directory error named"
 
+# Every --json document is built with jansson (tools/cli_json.c): under a directory whose name
+# holds a double quote, a backslash, a newline and non-ASCII characters each one parses and
+# the path round-trips exactly; bytes that are not UTF-8 become U+FFFD, one per maximal
+# ill-formed subsequence (what Python's decode("utf-8", "replace") gives).
+W1="$TMP/we\"ird\\dir"$'\n'"namé 日本 😀"
+# a stray byte, a truncated sequence, an encoded surrogate, an overlong, a cut 4-byte one, > U+10FFFF
+W2="$TMP/bad"$'\xff'"utf8"$'\xe2\x82'"x"$'\xed\xa0\x80\xc0\xaf\xf0\x9f\x98'"y"$'\xf4\x90\x80\x80'"z"
+for w in "$W1" "$W2"; do
+    rm -rf "$TMP/j" && mkdir -p "$TMP/j"
+    expect 0 "fixture in an odd directory" -- "$QTL" fixture -o "$w" --shards 2
+    expect 0 "verify --json, odd path" -- "$QTL" verify "$w" --json
+    cp "$TMP/out" "$TMP/j/verify"
+    expect 0 "verify --tp 2 --json, odd path" -- "$QTL" verify "$w" --tp 2 --json
+    cp "$TMP/out" "$TMP/j/verify2"
+    expect 0 "load --json, odd path" -- "$QTL" load "$w" --tp 2 --json
+    cp "$TMP/out" "$TMP/j/load"
+    expect 0 "load --plan --json, odd path" -- "$QTL" load "$w" --tp 2 --plan --json
+    cp "$TMP/out" "$TMP/j/plan"
+    expect 0 "inspect --json, odd path" -- "$QTL" inspect "$w" --json
+    cp "$TMP/out" "$TMP/j/inspect"
+    expect 0 "inspect --json of one file, odd path" -- "$QTL" inspect "$w/model-00001-of-00002.safetensors" --json
+    cp "$TMP/out" "$TMP/j/inspect1"
+    expect 2 "load --json, odd missing path" -- "$QTL" load "$w/nope" --tp 2 --json
+    cp "$TMP/out" "$TMP/j/load-missing"
+    expect 2 "load --plan --json, odd missing path" -- "$QTL" load "$w/nope" --tp 2 --plan --json
+    cp "$TMP/out" "$TMP/j/plan-missing"
+    printf 'version https://git-lfs.github.com/spec/v1\nsize 99\n' > "$w/model-00002-of-00002.safetensors"
+    expect 1 "inspect --json, odd path, lfs shard" -- "$QTL" inspect "$w" --json
+    cp "$TMP/out" "$TMP/j/inspect-lfs"
+    expect 1 "load --json, odd path, lfs shard" -- "$QTL" load "$w" --tp 1 --json
+    cp "$TMP/out" "$TMP/j/load-lfs"
+    python3 - "$w" "$TMP/j" <<'PY' || { echo "FAIL: --json under an odd path ($(printf %q "$w"))"; fails=$((fails + 1)); }
+import json, os, sys
+want = os.fsencode(sys.argv[1]).decode("utf-8", "replace")  # the path as JSON must carry it
+d = {}
+for name in sorted(os.listdir(sys.argv[2])):
+    with open(os.path.join(sys.argv[2], name), encoding="utf-8") as f:  # strict UTF-8
+        try:
+            d[name] = json.load(f)
+        except ValueError as e:
+            sys.exit("%s: %s" % (name, e))
+assert d["verify"]["checkpoint"] == want and d["verify2"]["checkpoint"] == want, d["verify"]["checkpoint"]
+assert d["verify"]["verdict"] == "ok" and d["verify2"]["tp"] == [{"tp": 2, "loads": True, "reason": "ok"}]
+assert d["load"]["checkpoint"] == want and [r["rank"] for r in d["load"]["ranks"]] == [0, 1], d["load"]
+assert [p["rank"] for p in d["plan"]] == [0, 1]
+for p in d["plan"]:
+    assert [f["path"] for f in p["files"]] == [want + "/model-0000%d-of-00002.safetensors" % i for i in (1, 2)], p["files"]
+assert d["inspect"]["path"] == want and d["inspect"]["index"] == want + "/model.safetensors.index.json", d["inspect"]
+assert d["inspect1"]["path"] == want + "/model-00001-of-00002.safetensors"
+assert d["load-missing"] == {"checkpoint": want + "/nope", "tp": 2, "ranks": []}, d["load-missing"]
+assert d["plan-missing"] == []
+f = [f for f in d["inspect-lfs"]["findings"] if f["id"] == "shard-invalid"]
+assert f and f[0]["file"] == want + "/model-00002-of-00002.safetensors", d["inspect-lfs"]["findings"]
+assert d["load-lfs"]["checkpoint"] == want
+assert ("\ufffd" in want) == (b"\xff" in os.fsencode(sys.argv[1])), want
+PY
+done
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

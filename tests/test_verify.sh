@@ -108,5 +108,22 @@ then pass=$((pass + 1)); else echo "FAIL: mxfp4 config (exit $rc)"; fails=$((fai
 if [ $? -eq 1 ]; then pass=$((pass + 1)); else echo "FAIL: --strict did not fail on warnings"; fails=$((fails + 1)); fi
 "$QTL" verify "$TMP/nope" >/dev/null 2>&1
 if [ $? -eq 2 ]; then pass=$((pass + 1)); else echo "FAIL: unreadable CKPT is not exit 2"; fails=$((fails + 1)); fi
+# The JSON is jansson's (tools/cli_json.c): a checkpoint under a directory whose name holds a
+# double quote, a backslash, a newline and non-ASCII characters parses, and the path
+# round-trips exactly, in "checkpoint" and in the messages that name a file.
+odd="$TMP/odd \"q\" back\\slash"$'\n'"line é ü 日本"
+rm -rf "$odd" && cp -r "$TMP/break-shard-missing-fp8-block-llama" "$odd"
+for opts in "" "--tp 2" "--deep"; do
+    "$QTL" verify "$odd" $opts --json >"$TMP/odd.json"; rc=$?
+    if [ $rc -eq 1 ] && python3 - "$odd" "$TMP/odd.json" <<'PY'
+import json, sys
+want = sys.argv[1]
+d = json.load(open(sys.argv[2], encoding="utf-8"))
+assert d["checkpoint"] == want, repr(d["checkpoint"])
+m = [f["message"] for f in d["findings"] if f["id"] == "shard-missing"]
+assert m and want + "/" in m[0], m
+PY
+    then pass=$((pass + 1)); else echo "FAIL: verify --json $opts under an odd path (exit $rc)"; fails=$((fails + 1)); fi
+done
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

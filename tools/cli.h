@@ -4,6 +4,7 @@
 
 #include "qtl.h"
 
+#include <jansson.h>
 #include <stdio.h>
 
 /* One exit-code rule for every command (README "Exit codes"). */
@@ -22,8 +23,19 @@ int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Print rank's plan (tools/cmd_plan.c): text, or one JSON object (preceded by
- * ",\n" unless first). */
-void cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, int first);
+ * ",\n" unless first). 0, or -1 when the JSON could not be built (null printed). */
+int cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, int first);
+
+/* JSON output (tools/cli_json.c). Every --json document is built with jansson from these
+ * and printed by cli_json_dump; strings and keys go through cli_json_str / cli_json_set,
+ * which emit valid UTF-8 as it is and replace each ill-formed subsequence by U+FFFD. */
+json_t *cli_json_str(const char *s);                           /* NULL -> null */
+int cli_json_set(json_t *obj, const char *key, json_t *value); /* steals value; 0 on success */
+json_t *cli_json_u64(uint64_t v);                              /* an exact integer */
+json_t *cli_json_seconds(double s);                            /* a real, rounded to microseconds */
+/* Print doc (stolen; NULL prints null) to stdout with jansson's flags, key order kept,
+ * no newline after it. 0 on success, -1 (and a message on stderr) when out of memory. */
+int cli_json_dump(json_t *doc, size_t flags);
 
 /* Print "qtl <cmd>: message" to stderr and return CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)

@@ -92,27 +92,26 @@ static void print_text(qtl_ckpt_t *ck, const char *path, struct row *rows, size_
 static int print_json(qtl_ckpt_t *ck, const char *path, struct row *rows, size_t n)
 {
     json_t *root = json_object(), *shards = json_array(), *tensors = json_array(), *findings = json_array();
-    const char *idx = qtl_ckpt_index_path(ck);
-    json_object_set_new(root, "path", json_string(path));
-    json_object_set_new(root, "index", idx ? json_string(idx) : json_null());
-    unsigned long long total = 0;
+    json_object_set_new(root, "path", cli_json_str(path));
+    json_object_set_new(root, "index", cli_json_str(qtl_ckpt_index_path(ck))); /* null without one */
+    uint64_t total = 0;
     for (size_t s = 0; s < qtl_ckpt_shard_count(ck); s++) {
         qtl_st_t *st;
         json_t *o = json_object();
-        json_object_set_new(o, "file", json_string(qtl_ckpt_shard_name(ck, s)));
+        json_object_set_new(o, "file", cli_json_str(qtl_ckpt_shard_name(ck, s)));
         if (qtl_ckpt_shard(ck, s, &st) == QTL_OK) {
             json_t *meta = json_object();
             for (size_t m = 0; m < qtl_st_metadata_count(st); m++) {
                 const char *k, *v;
                 qtl_st_metadata_at(st, m, &k, &v);
-                json_object_set_new(meta, k, json_string(v));
+                cli_json_set(meta, k, cli_json_str(v));
             }
-            json_object_set_new(o, "size", json_integer((json_int_t)qtl_st_file_size(st)));
-            json_object_set_new(o, "header_size", json_integer((json_int_t)qtl_st_header_size(st)));
-            json_object_set_new(o, "tensors", json_integer((json_int_t)qtl_st_tensor_count(st)));
+            json_object_set_new(o, "size", cli_json_u64(qtl_st_file_size(st)));
+            json_object_set_new(o, "header_size", cli_json_u64(qtl_st_header_size(st)));
+            json_object_set_new(o, "tensors", cli_json_u64(qtl_st_tensor_count(st)));
             json_object_set_new(o, "metadata", meta);
         } else {
-            json_object_set_new(o, "error", json_string(qtl_ckpt_errmsg(ck)));
+            json_object_set_new(o, "error", cli_json_str(qtl_ckpt_errmsg(ck)));
         }
         json_array_append_new(shards, o);
     }
@@ -120,35 +119,33 @@ static int print_json(qtl_ckpt_t *ck, const char *path, struct row *rows, size_t
         const struct qtl_tensor_info *ti = &rows[i].ti;
         json_t *o = json_object(), *shape = json_array();
         for (uint32_t d = 0; d < ti->ndim; d++)
-            json_array_append_new(shape, json_integer((json_int_t)ti->shape[d]));
-        json_object_set_new(o, "name", json_string(ti->name));
+            json_array_append_new(shape, cli_json_u64(ti->shape[d]));
+        json_object_set_new(o, "name", cli_json_str(ti->name));
         json_object_set_new(o, "dtype", json_string(qtl_dtype_name(ti->dtype)));
         json_object_set_new(o, "shape", shape);
-        json_object_set_new(o, "bytes", json_integer((json_int_t)ti->nbytes));
-        json_object_set_new(o, "file", json_string(qtl_ckpt_shard_name(ck, rows[i].shard)));
-        json_object_set_new(o, "data_offsets",
-                            json_pack("[II]", (json_int_t)ti->begin, (json_int_t)ti->end));
-        json_object_set_new(o, "file_offset", json_integer((json_int_t)ti->file_offset));
+        json_object_set_new(o, "bytes", cli_json_u64(ti->nbytes));
+        json_object_set_new(o, "file", cli_json_str(qtl_ckpt_shard_name(ck, rows[i].shard)));
+        json_object_set_new(o, "data_offsets", json_pack("[o, o]", cli_json_u64(ti->begin), cli_json_u64(ti->end)));
+        json_object_set_new(o, "file_offset", cli_json_u64(ti->file_offset));
         json_array_append_new(tensors, o);
         total += ti->nbytes;
     }
     for (size_t i = 0; i < qtl_ckpt_diag_count(ck); i++) {
         struct qtl_diag d;
         qtl_ckpt_diag_at(ck, i, &d);
-        json_array_append_new(findings, json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s}", "severity",
-                                                  sev_name(d.severity), "id", d.id, "status",
-                                                  qtl_errname(d.code), "file", d.file, "tensor", d.tensor,
-                                                  "message", d.message));
+        json_array_append_new(findings, json_pack("{s:s, s:o, s:s, s:o, s:o, s:o}", "severity", sev_name(d.severity),
+                                                  "id", cli_json_str(d.id), "status", qtl_errname(d.code), "file",
+                                                  cli_json_str(d.file), "tensor", cli_json_str(d.tensor), "message",
+                                                  cli_json_str(d.message)));
     }
     json_object_set_new(root, "files", shards);
     json_object_set_new(root, "tensors", tensors);
-    json_object_set_new(root, "totals", json_pack("{s:I, s:I, s:I}", "tensors", (json_int_t)n, "bytes",
-                                                  (json_int_t)total, "files",
-                                                  (json_int_t)qtl_ckpt_shard_count(ck)));
+    json_object_set_new(root, "totals", json_pack("{s:o, s:o, s:o}", "tensors", cli_json_u64(n), "bytes",
+                                                  cli_json_u64(total), "files",
+                                                  cli_json_u64(qtl_ckpt_shard_count(ck))));
     json_object_set_new(root, "findings", findings);
-    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int rc = cli_json_dump(root, JSON_INDENT(2));
     printf("\n");
-    json_decref(root);
     return rc;
 }
 
@@ -202,13 +199,14 @@ int cmd_inspect(int argc, char **argv)
         qtl_ckpt_diag_at(ck, i, &d);
         errors += d.severity == QTL_SEV_ERROR;
     }
+    int out_rc = 0; /* -1: the JSON could not be built (out of memory) */
     if (json)
-        print_json(ck, path, rows, m);
+        out_rc = print_json(ck, path, rows, m);
     else
         print_text(ck, path, rows, m);
     if (errors)
         fprintf(stderr, "qtl inspect: %d error(s) in %s\n", errors, path);
     free(rows);
     qtl_ckpt_close(ck);
-    return errors ? CLI_FINDINGS : CLI_OK;
+    return errors || out_rc ? CLI_FINDINGS : CLI_OK;
 }

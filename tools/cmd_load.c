@@ -138,6 +138,7 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
         return NULL;
     }
     if (a->plan) {
+        *status = CLI_OK; /* no finding: nothing else sets it */
         for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
             struct qtl_diag d;
             qtl_load_finding_at(l, i, &d);
@@ -176,13 +177,14 @@ static int plan_ranks(const struct args *a, uint32_t r0, uint32_t r1)
         qtl_load_t *l = run_rank("load", a, r, &st);
         worst = st > worst ? st : worst;
         if (!l)
-            return worst;
+            break; /* the JSON array is still closed */
         for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
             struct qtl_diag d;
             qtl_load_finding_at(l, i, &d);
             fprintf(stderr, "rank %u: %s [%s]: %s\n", r, sev_name(d.severity), d.id, d.message);
         }
-        cli_print_plan(l, r, (uint32_t)a->tp, a->json, r == r0);
+        if (cli_print_plan(l, r, (uint32_t)a->tp, a->json, r == r0) && worst == CLI_OK)
+            worst = CLI_FINDINGS;
         qtl_load_close(l);
     }
     if (a->json)
@@ -200,8 +202,7 @@ int cmd_load(int argc, char **argv)
     uint32_t r0 = a.has_rank ? (uint32_t)a.rank : 0, r1 = a.has_rank ? (uint32_t)a.rank + 1 : (uint32_t)a.tp;
     if (a.plan)
         return plan_ranks(&a, r0, r1);
-    if (a.json)
-        printf("{\"checkpoint\": \"%s\", \"tp\": %llu, \"ranks\": [", a.ckpt, a.tp);
+    json_t *ranks = a.json ? json_array() : NULL;
     for (uint32_t r = r0; r < r1; r++) {
         int st;
         qtl_load_t *l = run_rank("load", &a, r, &st);
@@ -213,22 +214,22 @@ int cmd_load(int argc, char **argv)
         uint64_t h = held(l), rd = qtl_load_bytes_read(l);
         double t = qtl_load_seconds(l);
         if (a.json) {
-            printf("%s\n  {\"rank\": %u, \"parameters\": %zu, \"bytes_held\": %llu, \"bytes_to_read\": %llu, "
-                   "\"bytes_read\": %llu, \"plan_hash\": \"%016llx\", \"seconds\": %.6f, \"process_seconds\": %.6f, "
-                   "\"findings\": [",
-                   r == r0 ? "" : ",", r, qtl_load_param_count(l), (unsigned long long)h,
-                   (unsigned long long)qtl_load_bytes_to_read(l), (unsigned long long)rd,
-                   (unsigned long long)qtl_load_plan_hash(l), t, qtl_load_process_seconds(l));
+            char hash[17];
+            snprintf(hash, sizeof hash, "%016llx", (unsigned long long)qtl_load_plan_hash(l));
+            json_t *fa = json_array();
             for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
                 struct qtl_diag d;
                 qtl_load_finding_at(l, i, &d);
-                printf("%s{\"severity\": \"%s\", \"id\": \"%s\", \"message\": \"", i ? ", " : "", sev_name(d.severity),
-                       d.id);
-                for (const char *p = d.message; *p; p++)
-                    printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
-                printf("\"}");
+                json_array_append_new(fa, json_pack("{s:s, s:o, s:o}", "severity", sev_name(d.severity), "id",
+                                                    cli_json_str(d.id), "message", cli_json_str(d.message)));
             }
-            printf("]}");
+            json_array_append_new(ranks, json_pack("{s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "rank",
+                                                   (json_int_t)r, "parameters", cli_json_u64(qtl_load_param_count(l)),
+                                                   "bytes_held", cli_json_u64(h), "bytes_to_read",
+                                                   cli_json_u64(qtl_load_bytes_to_read(l)), "bytes_read",
+                                                   cli_json_u64(rd), "plan_hash", hash, "seconds",
+                                                   cli_json_seconds(t), "process_seconds",
+                                                   cli_json_seconds(qtl_load_process_seconds(l)), "findings", fa));
         } else {
             printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed, %.1f MB read in %.3f s (%.2f GB/s)", r,
                    a.tp, qtl_load_param_count(l), (double)h / 1e6, (double)qtl_load_bytes_to_read(l) / 1e6,
@@ -255,8 +256,13 @@ int cmd_load(int argc, char **argv)
         }
         qtl_load_close(l);
     }
-    if (a.json)
-        printf("\n]}\n");
+    if (a.json) {
+        json_t *doc = json_pack("{s:o, s:I, s:o}", "checkpoint", cli_json_str(a.ckpt), "tp", (json_int_t)a.tp,
+                                "ranks", ranks);
+        if (cli_json_dump(doc, JSON_INDENT(2)) && worst == CLI_OK)
+            worst = CLI_FINDINGS;
+        printf("\n");
+    }
     return worst;
 }
 

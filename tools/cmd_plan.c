@@ -46,11 +46,11 @@ static size_t file_ranges(const qtl_load_t *l, size_t f, struct range **out, uin
 
 static json_t *op_json(const struct qtl_copy_op *op)
 {
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tensor", op->tensor ? op->tensor : "",
-                          "file", (json_int_t)op->file, "src_offset", (json_int_t)op->src_offset, "rows",
-                          (json_int_t)op->rows, "row_bytes", (json_int_t)op->row_bytes, "src_pitch",
-                          (json_int_t)op->src_pitch, "dst_offset", (json_int_t)op->dst_offset, "dst_pitch",
-                          (json_int_t)op->dst_pitch);
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "tensor",
+                          cli_json_str(op->tensor ? op->tensor : ""), "file", cli_json_u64(op->file), "src_offset",
+                          cli_json_u64(op->src_offset), "rows", cli_json_u64(op->rows), "row_bytes",
+                          cli_json_u64(op->row_bytes), "src_pitch", cli_json_u64(op->src_pitch), "dst_offset",
+                          cli_json_u64(op->dst_offset), "dst_pitch", cli_json_u64(op->dst_pitch));
     if (op->slot >= 0)
         json_object_set_new(o, "slot", json_integer(op->slot));
     if (op->src_dtype != op->dst_dtype)
@@ -72,30 +72,30 @@ static json_t *plan_json(const qtl_load_t *l, uint32_t rank, uint32_t tp)
         size_t n = file_ranges(l, f, &r, &bytes);
         json_t *ranges = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(ranges, json_pack("[I, I]", (json_int_t)r[i].start, (json_int_t)r[i].end));
+            json_array_append_new(ranges, json_pack("[o, o]", cli_json_u64(r[i].start), cli_json_u64(r[i].end)));
         free(r);
-        json_array_append_new(files, json_pack("{s:s, s:I, s:I, s:o}", "path", path, "size", (json_int_t)size,
-                                               "bytes", (json_int_t)bytes, "ranges", ranges));
+        json_array_append_new(files, json_pack("{s:o, s:o, s:o, s:o}", "path", cli_json_str(path), "size",
+                                               cli_json_u64(size), "bytes", cli_json_u64(bytes), "ranges", ranges));
     }
     for (size_t p = 0; p < qtl_load_param_count(l); p++) {
         struct qtl_param_info pi;
         qtl_load_param_at(l, p, &pi);
         json_t *shape = json_array(), *ops = json_array();
         for (uint32_t d = 0; d < pi.ndim; d++)
-            json_array_append_new(shape, json_integer((json_int_t)pi.shape[d]));
+            json_array_append_new(shape, cli_json_u64(pi.shape[d]));
         for (size_t i = 0; i < qtl_load_op_count(l); i++) {
             struct qtl_copy_op op;
             qtl_load_op_at(l, i, &op);
             if (op.param == p)
                 json_array_append_new(ops, op_json(&op));
         }
-        json_array_append_new(params, json_pack("{s:s, s:s, s:s, s:o, s:I, s:o}", "name", pi.name, "class", pi.kind,
-                                                "dtype", qtl_dtype_name(pi.dtype), "shape", shape, "bytes",
-                                                (json_int_t)pi.nbytes, "ops", ops));
+        json_array_append_new(params, json_pack("{s:o, s:o, s:s, s:o, s:o, s:o}", "name", cli_json_str(pi.name),
+                                                "class", cli_json_str(pi.kind), "dtype", qtl_dtype_name(pi.dtype),
+                                                "shape", shape, "bytes", cli_json_u64(pi.nbytes), "ops", ops));
     }
-    return json_pack("{s:I, s:I, s:s, s:I, s:I, s:o, s:o}", "rank", (json_int_t)rank, "tp", (json_int_t)tp,
-                     "plan_hash", hash, "ops", (json_int_t)qtl_load_op_count(l), "bytes_to_read",
-                     (json_int_t)qtl_load_bytes_to_read(l), "files", files, "parameters", params);
+    return json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o}", "rank", (json_int_t)rank, "tp", (json_int_t)tp,
+                     "plan_hash", hash, "ops", cli_json_u64(qtl_load_op_count(l)), "bytes_to_read",
+                     cli_json_u64(qtl_load_bytes_to_read(l)), "files", files, "parameters", params);
 }
 
 static void plan_text(const qtl_load_t *l, uint32_t rank, uint32_t tp)
@@ -139,15 +139,12 @@ static void plan_text(const qtl_load_t *l, uint32_t rank, uint32_t tp)
     }
 }
 
-void cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, int first)
+int cli_print_plan(const qtl_load_t *l, uint32_t rank, uint32_t tp, int json, int first)
 {
     if (!json) {
         plan_text(l, rank, tp);
-        return;
+        return 0;
     }
-    json_t *j = plan_json(l, rank, tp);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL; /* a 70B plan has tens of thousands of ops */
-    printf("%s%s", first ? "" : ",\n", s ? s : "null");
-    free(s);
-    json_decref(j);
+    printf("%s", first ? "" : ",\n");
+    return cli_json_dump(plan_json(l, rank, tp), JSON_COMPACT); /* a 70B plan has tens of thousands of ops */
 }

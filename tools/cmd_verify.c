@@ -392,30 +392,25 @@ int cmd_verify(int argc, char **argv)
     for (size_t i = 0; i < r.n; i++)
         nerr += r.f[i].sev == QTL_SEV_ERROR, nwarn += r.f[i].sev == QTL_SEV_WARNING;
     const char *verdict = nerr ? "errors" : nwarn ? "warnings" : "ok";
+    int out_rc = 0;
     if (json) {
-        printf("{\n  \"schema\": \"qtl.verify/1\",\n  \"checkpoint\": \"%s\",\n  \"quantization\": {\"method\": \"%s\", "
-               "\"source\": \"%s\", \"layers\": {",
-               ckpt, mname, source);
-        int first = 1;
+        json_t *layers = json_object(), *tpa = json_array(), *fa = json_array();
         for (int s = 0; s < QTL_LS_COUNT; s++)
-            if (counts[s]) {
-                printf("%s\"%s\": %zu", first ? "" : ", ", qtl_layer_scheme_name((enum qtl_layer_scheme)s), counts[s]);
-                first = 0;
-            }
-        printf("}},\n  \"tp\": [");
+            if (counts[s])
+                json_object_set_new(layers, qtl_layer_scheme_name((enum qtl_layer_scheme)s), cli_json_u64(counts[s]));
         for (uint32_t k = 0; k < ntp && have_cfg; k++)
-            printf("%s{\"tp\": %u, \"loads\": %s, \"reason\": \"%s\"}", k ? ", " : "", tps[k], tp_ok[k] ? "true" : "false",
-                   tp_why[k]);
-        printf("],\n  \"largest_tp\": %u,\n  \"findings\": [", largest);
-        for (size_t i = 0; i < r.n; i++) {
-            printf("%s\n    {\"severity\": \"%s\", \"id\": \"%s\", \"message\": \"", i ? "," : "", sev_name(r.f[i].sev),
-                   r.f[i].id);
-            for (const char *p = r.f[i].message; *p; p++)
-                printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
-            printf("\"}");
-        }
-        printf("\n  ],\n  \"bytes_read\": %llu,\n  \"seconds\": %.6f,\n  \"verdict\": \"%s\"\n}\n",
-               (unsigned long long)bytes, secs, verdict);
+            json_array_append_new(tpa, json_pack("{s:i, s:b, s:o}", "tp", (int)tps[k], "loads", tp_ok[k], "reason",
+                                                 cli_json_str(tp_why[k])));
+        for (size_t i = 0; i < r.n; i++)
+            json_array_append_new(fa, json_pack("{s:s, s:o, s:o}", "severity", sev_name(r.f[i].sev), "id",
+                                                cli_json_str(r.f[i].id), "message", cli_json_str(r.f[i].message)));
+        json_t *doc = json_pack("{s:s, s:o, s:{s:o, s:o, s:o}, s:o, s:I, s:o, s:o, s:o, s:s}", "schema",
+                                "qtl.verify/1", "checkpoint", cli_json_str(ckpt), "quantization", "method",
+                                cli_json_str(mname), "source", cli_json_str(source), "layers", layers, "tp", tpa,
+                                "largest_tp", (json_int_t)largest, "findings", fa, "bytes_read", cli_json_u64(bytes),
+                                "seconds", cli_json_seconds(secs), "verdict", verdict);
+        out_rc = cli_json_dump(doc, JSON_INDENT(2));
+        printf("\n");
     } else {
         int color = isatty(1);
         printf("checkpoint %s: %s quantization (%s)%s\n", ckpt, mname, source[0] ? source : "no config",
@@ -443,5 +438,5 @@ int cmd_verify(int argc, char **argv)
     free(r.f);
     qtl_config_close(cfg);
     qtl_ckpt_close(ck);
-    return nerr || (strict && nwarn) ? CLI_FINDINGS : CLI_OK;
+    return nerr || (strict && nwarn) || out_rc ? CLI_FINDINGS : CLI_OK;
 }
