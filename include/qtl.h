@@ -688,7 +688,31 @@ struct qtl_load_options {
     int direct;       /* O_DIRECT reads (aligned supersets); buffered where the file system refuses */
     /* Called during qtl_load_run with bytes done and total (may be NULL; from one thread at a time). */
     void (*progress_bytes)(void *ud, uint64_t done, uint64_t total);
+    /* Pipeline parallelism (vLLM's --pipeline-parallel-size): `pp` stages (0 or 1: none) and
+     * this rank's stage `pp_rank`; `rank` stays the tensor-parallel rank and vLLM's global rank
+     * is pp_rank * tp + rank. The stage holds the decoder layers qtl_pp_layers gives it, the
+     * embedding on the first stage (and on the last when the embeddings are tied), the final
+     * norm and lm_head on the last; tensors of other stages are skipped as vLLM's
+     * PPMissingLayer skips them. `pp_partition`: VLLM_PP_LAYER_PARTITION ("10,12,10"), NULL
+     * for vLLM's default split. */
+    uint32_t pp, pp_rank;
+    const char *pp_partition;
 };
+/*! qtl_shard_file_name() : the file of one rank of a pre-sharded directory, as vLLM's
+ *  sharded_state loader names them: DIR/model-rank-{tp_rank}-part-{part}.safetensors, or
+ *  DIR/model-pp-{pp_rank}-tp-{tp_rank}-part-{part}.safetensors when pp > 1 (dir NULL: the
+ *  bare name). */
+QTL_API void qtl_shard_file_name(char *buf, size_t cap, const char *dir, uint32_t tp_rank, uint32_t pp_rank,
+                                 uint32_t pp, uint32_t part);
+/*! qtl_pp_layers() : vLLM 0.32's get_pp_indices (vllm/distributed/utils.py): stage pp_rank
+ *  of pp holds decoder layers [*start, *end). Without a partition the layers are split
+ *  evenly and the remainder goes one each to the stages before the last, from the
+ *  second-to-last backwards (32 layers on 3 stages: 11, 11, 10). `partition` is
+ *  VLLM_PP_LAYER_PARTITION: pp comma-separated counts summing to `layers` (qtl also refuses
+ *  negative counts, which vLLM's int() accepts). @return QTL_OK, or QTL_ERR_INVALID_ARGUMENT
+ *  with the reason in msg (vLLM's ValueError text). */
+QTL_API int qtl_pp_layers(uint32_t layers, uint32_t pp, uint32_t pp_rank, const char *partition, uint32_t *start,
+                          uint32_t *end, char *msg, size_t msg_cap);
 struct qtl_param_info {
     const char *name; /* vLLM's parameter name */
     const char *kind; /* vLLM's parameter class */
@@ -745,7 +769,8 @@ QTL_API int qtl_load_process(qtl_load_t *l);
  *  saturated (the CUDA path). */
 QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float s_i, float s_max);
 /*! qtl_load_write() : write the rank's parameters to `path` (one safetensors
- *  file; metadata qtl.tp, qtl.rank, qtl.stage, qtl.source). A directory of
+ *  file; metadata qtl.tp, qtl.rank, qtl.stage, qtl.source, and qtl.pp, qtl.pp_rank with
+ *  pipeline stages). A directory of
  *  such files, model-rank-{r}-part-0.safetensors, plus config.json, is a
  *  pre-sharded checkpoint: qtl_load_open reads it back (same tp only), and a
  *  processed one is never post-processed again. Missing parent directories

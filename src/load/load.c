@@ -43,18 +43,29 @@ int qtl__finding(qtl_load_t *l, int code, enum qtl_finding f, const char *file, 
 
 /* ---- open: the plan ---- */
 
-/* A directory written by `qtl shard`: model-rank-R-part-0.safetensors with
- * qtl.tp / qtl.rank / qtl.stage metadata and config.json. */
+/* A directory written by `qtl shard`: vLLM's sharded_state names,
+ * model-rank-R-part-0.safetensors, or model-pp-P-tp-R-part-0.safetensors with
+ * pipeline stages, with qtl.tp / qtl.rank / qtl.stage metadata and config.json. */
 static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_load_options *o, int *is_pre)
 {
     char file[4200];
-    snprintf(file, sizeof file, "%s/model-rank-0-part-0.safetensors", path);
-    FILE *f = fopen(file, "rb");
-    *is_pre = f != NULL;
-    if (!f)
+    uint32_t pp = o->pp ? o->pp : 1;
+    int found[2]; /* without stages, with stages */
+    for (int k = 0; k < 2; k++) {
+        qtl_shard_file_name(file, sizeof file, path, 0, 0, k ? 2 : 1, 0);
+        FILE *f = fopen(file, "rb");
+        found[k] = f != NULL;
+        if (f)
+            fclose(f);
+    }
+    *is_pre = found[0] || found[1];
+    if (!*is_pre)
         return QTL_OK;
-    fclose(f);
-    snprintf(file, sizeof file, "%s/model-rank-%u-part-0.safetensors", path, o->rank);
+    if (!found[pp > 1])
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT,
+                         "%s: pre-sharded %s pipeline stages (model-%s-*.safetensors), asked for pp=%u", path,
+                         found[1] ? "with" : "without", found[1] ? "pp" : "rank", pp);
+    qtl_shard_file_name(file, sizeof file, path, o->rank, o->pp_rank, pp, 0);
     struct qtl_open_options oo = {o->allocator, 0};
     if (qtl_st_open_file(file, &oo, &l->pre) != QTL_OK)
         return qtl__fail(&l->err, QTL_ERR_OPEN, "%s", qtl_st_errmsg(l->pre));
@@ -66,6 +77,10 @@ static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_loa
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: pre-sharded for tp=%s, asked for tp=%u", path, tp, o->tp);
     if (strtoul(rank, NULL, 10) != o->rank)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: holds rank %s, not %u", file, rank, o->rank);
+    const char *fpp = qtl_st_metadata_get(l->pre, "qtl.pp"), *fstage = qtl_st_metadata_get(l->pre, "qtl.pp_rank");
+    if ((fpp ? strtoul(fpp, NULL, 10) : 1) != pp || (fstage ? strtoul(fstage, NULL, 10) : 0) != o->pp_rank)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: pre-sharded for pp=%s stage %s, asked for pp=%u stage %u",
+                         file, fpp ? fpp : "1", fstage ? fstage : "0", pp, o->pp_rank);
     l->pre_processed = !strcmp(stage, "processed");
     return QTL_OK;
 }
@@ -109,6 +124,13 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "tp must be >= 1 and rank < tp");
     if ((unsigned)o->verify > QTL_READ_NONE)
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "verify (read level) must be 0..3");
+    l->m.pp = o->pp ? o->pp : 1;
+    l->m.pp_rank = o->pp_rank;
+    if (l->m.pp_rank >= l->m.pp)
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "pp_rank (%u) must be below pp (%u)", o->pp_rank, l->m.pp);
+    l->m.first_stage = l->m.pp_rank == 0;
+    l->m.last_stage = l->m.pp_rank + 1 == l->m.pp;
+    l->pp_partition = o->pp_partition;
     l->allow = o->allow;
     l->nallow = o->nallow;
     l->progress = o->progress;
@@ -138,6 +160,10 @@ int qtl_load_open(const char *path, const struct qtl_load_options *o, qtl_load_t
                          qtl_config_errmsg(l->cfg));
     l->m.cfg = l->cfg;
     l->m.shape = *qtl_config_shape(l->cfg);
+    char why[256];
+    if (qtl_pp_layers(l->m.shape.layers, l->m.pp, l->m.pp_rank, l->pp_partition, &l->m.layer_start, &l->m.layer_end,
+                      why, sizeof why))
+        return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "pp=%u over %u layers: %s", l->m.pp, l->m.shape.layers, why);
     rc = qtl__model_build(&l->m);
     if (rc)
         return l->err.code ? l->err.code : qtl__fail(&l->err, rc, "out of memory");
@@ -485,6 +511,12 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
     rc = qtl_st_writer_set_metadata(w, "qtl.tp", num);
     snprintf(num, sizeof num, "%u", l->m.rank);
     rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.rank", num);
+    if (l->m.pp > 1) { /* only with stages: tp-only files stay as they were */
+        snprintf(num, sizeof num, "%u", l->m.pp);
+        rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.pp", num);
+        snprintf(num, sizeof num, "%u", l->m.pp_rank);
+        rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.pp_rank", num);
+    }
     rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.stage", l->processed ? "processed" : "loaded");
     rc = rc ? rc : qtl_st_writer_set_metadata(w, "qtl.source", source ? source : "");
     rc = rc ? rc : qtl_st_writer_set_metadata(w, "format", "pt");
@@ -502,6 +534,16 @@ int qtl_load_write(qtl_load_t *l, const char *path, const char *source)
 }
 
 /* ---- accessors ---- */
+
+void qtl_shard_file_name(char *buf, size_t cap, const char *dir, uint32_t tp_rank, uint32_t pp_rank, uint32_t pp,
+                         uint32_t part)
+{
+    if (pp > 1)
+        snprintf(buf, cap, "%s%smodel-pp-%u-tp-%u-part-%u.safetensors", dir ? dir : "", dir ? "/" : "", pp_rank,
+                 tp_rank, part);
+    else
+        snprintf(buf, cap, "%s%smodel-rank-%u-part-%u.safetensors", dir ? dir : "", dir ? "/" : "", tp_rank, part);
+}
 
 const char *qtl_load_errmsg(const qtl_load_t *l) { return l ? l->err.msg : "out of memory"; }
 int qtl_load_errcode(const qtl_load_t *l) { return l ? l->err.code : QTL_ERR_NOMEM; }

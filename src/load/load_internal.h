@@ -69,6 +69,8 @@ struct lmodel {
     struct qtl_model_shape shape;
     struct qtl_err *err;
     uint32_t tp, rank;
+    uint32_t pp, pp_rank, layer_start, layer_end; /* this stage's decoder layers [start, end) */
+    int first_stage, last_stage;
     uint32_t nh, nkv, replicas;
     uint64_t vocab_pp;
     struct llayer *layers;
@@ -124,6 +126,7 @@ struct qtl_load {
     void (*progress_bytes)(void *, uint64_t, uint64_t);
     void *progress_ud;
     int verify;
+    const char *pp_partition;
     unsigned threads;
     int direct;
     /* the plan */

@@ -255,6 +255,115 @@ static int partition_checks(struct lmodel *m, const struct llayer *l)
     return m->tp == 1 || !t || !checks[t->tp_check] || checks[t->tp_check](m, l);
 }
 
+/* One count of VLLM_PP_LAYER_PARTITION: Python's int() of the text between commas
+ * (surrounding blanks, an optional sign, digits); a negative count is refused. */
+static int pp_count(const char *s, const char *e, uint64_t *out, int *negative)
+{
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *negative = s < e && *s == '-';
+    if (s < e && (*s == '+' || *s == '-'))
+        s++;
+    if (s == e)
+        return 0;
+    uint64_t v = 0;
+    for (; s < e; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT32_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+int qtl_pp_layers(uint32_t layers, uint32_t pp, uint32_t pp_rank, const char *partition, uint32_t *start,
+                  uint32_t *end, char *msg, size_t cap)
+{
+    if (msg && cap)
+        msg[0] = 0;
+    if (!pp || pp_rank >= pp || !start || !end) {
+        if (msg)
+            snprintf(msg, cap, "pp must be >= 1 and pp_rank < pp");
+        return QTL_ERR_INVALID_ARGUMENT;
+    }
+    uint64_t before = 0, mine = 0, sum = 0;
+    if (partition) {
+        uint32_t n = 0;
+        for (const char *s = partition;; n++) {
+            const char *c = strchr(s, ',');
+            const char *e = c ? c : s + strlen(s);
+            uint64_t v;
+            int neg;
+            if (!pp_count(s, e, &v, &neg) || (neg && v)) {
+                if (msg)
+                    snprintf(msg, cap, neg ? "Invalid partition string: %s (a negative layer count)"
+                                           : "Invalid partition string: %s", partition);
+                return QTL_ERR_INVALID_ARGUMENT;
+            }
+            if (n < pp_rank)
+                before += v;
+            if (n == pp_rank)
+                mine = v;
+            sum += v;
+            if (!c)
+                break;
+            s = c + 1;
+        }
+        if (n + 1 != pp) {
+            if (msg)
+                snprintf(msg, cap, "len(partitions)=%u does not match pp_size=%u.", n + 1, pp);
+            return QTL_ERR_INVALID_ARGUMENT;
+        }
+        if (sum != layers) {
+            if (msg)
+                snprintf(msg, cap, "sum(partitions)=%llu does not match num_hidden_layers=%u.",
+                         (unsigned long long)sum, layers);
+            return QTL_ERR_INVALID_ARGUMENT;
+        }
+    } else {
+        /* layers / pp each; the remainder r: one more for stages pp-1-r .. pp-2 */
+        uint32_t per = layers / pp, r = layers % pp;
+        for (uint32_t i = 0; i <= pp_rank; i++) {
+            uint64_t n = per + (r && i + 1 < pp && i + 1 + r >= pp);
+            if (i < pp_rank)
+                before += n;
+            else
+                mine = n;
+        }
+    }
+    *start = (uint32_t)before;
+    *end = (uint32_t)(before + mine);
+    return QTL_OK;
+}
+
+/* The decoder layer a checkpoint name belongs to ("model.layers.N."), or -1. */
+static long layer_of(const char *name)
+{
+    unsigned li;
+    int off = 0;
+    if (sscanf(name, "model.layers.%u.%n", &li, &off) == 1 && off > 0)
+        return (long)li;
+    return -1;
+}
+
+/* A tensor this pipeline stage does not hold (vLLM skips it: PPMissingLayer). Layers past
+ * num_hidden_layers are not skipped: no stage has them, vLLM's KeyError, qtl's unmapped. */
+static int other_stage(const struct lmodel *m, const char *name)
+{
+    if (m->pp <= 1)
+        return 0;
+    long li = layer_of(name);
+    if (li >= 0)
+        return (uint64_t)li < m->shape.layers && ((uint32_t)li < m->layer_start || (uint32_t)li >= m->layer_end);
+    if (!strncmp(name, "model.embed_tokens.", 19))
+        return !(m->first_stage || (m->shape.tie_word_embeddings && m->last_stage));
+    if (!strncmp(name, "model.norm.", 11) || !strncmp(name, "lm_head.", 8))
+        return !m->last_stage;
+    return 0;
+}
+
 int qtl__model_build(struct lmodel *m)
 {
     const struct qtl_model_shape *s = &m->shape;
@@ -279,13 +388,13 @@ int qtl__model_build(struct lmodel *m)
     if (!divides(m, QTL_FINDING_TP_VOCAB, "padded vocab", vp, tp))
         return m->err->code;
     m->vocab_pp = vp / tp;
-    struct lparam *p = new_param(m, "model.embed_tokens.weight", "", PK_VOCAB, s->params_dtype, 2, m->vocab_pp,
-                                 s->hidden, -1);
-    if (!p)
+    struct lparam *p = NULL;
+    if ((m->first_stage || (s->tie_word_embeddings && m->last_stage)) &&
+        !new_param(m, "model.embed_tokens.weight", "", PK_VOCAB, s->params_dtype, 2, m->vocab_pp, s->hidden, -1))
         return QTL_ERR_NOMEM;
     int fused = qtl__arch_traits(s->arch)->fused_on_disk; /* scheme resolved for the fused module itself */
     char pre[160], a[160], b[160], c[160];
-    for (uint32_t li = 0; li < s->layers; li++) {
+    for (uint32_t li = m->layer_start; li < m->layer_end; li++) {
         snprintf(pre, sizeof pre, "model.layers.%u.input_layernorm.weight", li);
         if (!new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
             return QTL_ERR_NOMEM;
@@ -333,6 +442,8 @@ int qtl__model_build(struct lmodel *m)
     }
     if (m->nlfail)
         return layout_failed(m);
+    if (!m->last_stage)
+        return QTL_OK;
     if (!new_param(m, "model.norm.weight", "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
         return QTL_ERR_NOMEM;
     if (!s->tie_word_embeddings &&
@@ -350,8 +461,9 @@ int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t
         int id;
     } stacked[] = {{".qkv_proj", ".q_proj", 0},     {".qkv_proj", ".k_proj", 1}, {".qkv_proj", ".v_proj", 2},
                    {".gate_up_proj", ".gate_proj", 0}, {".gate_up_proj", ".up_proj", 1}};
-    (void)m;
     *shard = SHARD_NONE;
+    if (other_stage(m, name))
+        return MAP_SKIP;
     if (strstr(name, "rotary_emb.inv_freq") || strstr(name, "rotary_emb.cos_cached") ||
         strstr(name, "rotary_emb.sin_cached"))
         return MAP_SKIP;

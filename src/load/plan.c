@@ -406,7 +406,7 @@ static void report_unwritten(qtl_load_t *l, const struct lparam *p)
         for (size_t k = 0; k < nmod && o < sizeof list; k++)
             o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s%s'", k ? (k + 1 < nmod ? ", " : " and ") : "",
                                   ly->modules[k], suffix);
-        char first[256];
+        char first[384];
         snprintf(first, sizeof first, "%s%s", ly->modules[0], suffix);
         qtl__finding(l, QTL_ERR_CHECKPOINT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
                      NULL, first, "%s are absent: parameter '%s' is never written by any checkpoint tensor%s", list,
@@ -414,7 +414,7 @@ static void report_unwritten(qtl_load_t *l, const struct lparam *p)
         return;
     }
     for (size_t k = 0; k < nmod; k++) {
-        char units[256], tensor[256], part[64] = "";
+        char units[256], tensor[384], part[176] = "";
         describe_units(ly, p, nmod > 1 ? k : SIZE_MAX, 1, units, sizeof units);
         if (!units[0])
             continue;
@@ -577,6 +577,12 @@ static void plan_hash(qtl_load_t *l, const struct src *srcs, size_t n)
     uint64_t h = 0xcbf29ce484222325ull;
     h = fnv_str(h, "qtl-plan-1");
     h = fnv_u64(h, l->m.tp);
+    if (l->m.pp > 1) { /* the stages and every stage's layers (not which stage this is) */
+        h = fnv_u64(h, l->m.pp);
+        for (uint32_t r = 0, a, b; r < l->m.pp; r++)
+            if (qtl_pp_layers(l->m.shape.layers, l->m.pp, r, l->pp_partition, &a, &b, NULL, 0) == QTL_OK)
+                h = fnv_u64(fnv_u64(h, a), b);
+    }
     for (size_t i = 0; i < l->nfiles; i++)
         h = fnv_u64(fnv_str(h, qtl__basename(l->files[i].path)), l->files[i].size);
     for (size_t i = 0; i < n; i++)
