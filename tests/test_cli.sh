@@ -190,7 +190,7 @@ for p in d["plan"]:
     assert [f["path"] for f in p["files"]] == [want + "/model-0000%d-of-00002.safetensors" % i for i in (1, 2)], p["files"]
 assert d["inspect"]["path"] == want and d["inspect"]["index"] == want + "/model.safetensors.index.json", d["inspect"]
 assert d["inspect1"]["path"] == want + "/model-00001-of-00002.safetensors"
-assert d["load-missing"] == {"checkpoint": want + "/nope", "tp": 2, "ranks": []}, d["load-missing"]
+assert d["load-missing"] == {"checkpoint": want + "/nope", "tp": 2, "pp": 1, "ranks": []}, d["load-missing"]
 assert d["plan-missing"] == []
 f = [f for f in d["inspect-lfs"]["findings"] if f["id"] == "shard-invalid"]
 assert f and f[0]["file"] == want + "/model-00002-of-00002.safetensors", d["inspect-lfs"]["findings"]
@@ -198,6 +198,31 @@ assert d["load-lfs"]["checkpoint"] == want
 assert ("\ufffd" in want) == (b"\xff" in os.fsencode(sys.argv[1])), want
 PY
 done
+
+# Pipeline stages: qtl shard --pp writes vLLM's sharded_state names, and every stage's file
+# loads back to the same parameters (names, dtypes, shapes, bytes) as the checkpoint itself.
+rm -rf "$TMP/pp" "$TMP/pp-out"
+expect 0 "fixture for pp" -- "$QTL" fixture --arch llama --scheme ct-fp8 --layers 3 --hidden 256 --heads 2 --kv-heads 2 \
+    --intermediate 512 --vocab 200 -o "$TMP/pp"
+expect 0 "shard --tp 2 --pp 2" -- "$QTL" shard "$TMP/pp" --tp 2 --pp 2 --stage loaded -o "$TMP/pp-out"
+for f in model-pp-0-tp-0-part-0 model-pp-0-tp-1-part-0 model-pp-1-tp-0-part-0 model-pp-1-tp-1-part-0; do
+    [ -f "$TMP/pp-out/$f.safetensors" ] && pass=$((pass + 1)) || { echo "FAIL: shard --pp: no $f.safetensors"; fails=$((fails + 1)); }
+done
+"$QTL" load "$TMP/pp" --tp 2 --pp 2 --stage loaded --params > "$TMP/pp-a.txt"
+"$QTL" load "$TMP/pp-out" --tp 2 --pp 2 --stage loaded --params > "$TMP/pp-b.txt"
+if diff <(grep '^  model\|^  lm_head' "$TMP/pp-a.txt") <(grep '^  model\|^  lm_head' "$TMP/pp-b.txt") >/dev/null &&
+    grep -q '^rank 3/4 (stage 1, tp rank 1)' "$TMP/pp-a.txt" && grep -q '^  model.layers.2.' "$TMP/pp-a.txt"; then
+    pass=$((pass + 1))
+else
+    echo "FAIL: pp stages do not load back identically"; fails=$((fails + 1))
+fi
+expect 2 "load --pp of a tp-only shard dir" -- "$QTL" load "$TMP/pp-out" --tp 2 --stage loaded
+expect 2 "--rank past tp x pp" -- "$QTL" load "$TMP/pp" --tp 2 --pp 2 --rank 4
+VLLM_PP_LAYER_PARTITION=1,1,1 expect 2 "VLLM_PP_LAYER_PARTITION of the wrong length" -- "$QTL" load "$TMP/pp" --tp 1 --pp 2
+VLLM_PP_LAYER_PARTITION=3,0 expect 0 "VLLM_PP_LAYER_PARTITION 3,0" -- "$QTL" load "$TMP/pp" --tp 1 --pp 2 --rank 1
+expect 0 "verify --pp 3" -- "$QTL" verify "$TMP/pp" --pp 3 --json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [(s["layer_start"], s["layer_end"]) for s in d["pp"]] == [(0, 1), (1, 2), (2, 3)], d["pp"]' "$TMP/out" \
+    && pass=$((pass + 1)) || { echo "FAIL: verify --pp 3 stages"; fails=$((fails + 1)); }
 
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,5 +1,6 @@
-/* qtl load CKPT --tp T [--rank R] [--plan] [--json] [--threads N] [--direct] [--allow ID]...
- * qtl shard CKPT --tp T [--stage loaded|processed] -o OUT [--allow ID]...
+/* qtl load CKPT --tp T [--pp P] [--rank R] [--plan] [--json] [--threads N] [--direct] [--allow ID]...
+ * qtl shard CKPT --tp T [--pp P] [--stage loaded|processed] -o OUT [--allow ID]...
+ * R is vLLM's global rank, pp_rank * T + tp_rank; VLLM_PP_LAYER_PARTITION is read as vLLM reads it.
  * Load each rank's parameters as vLLM does (stage "loaded", then "processed") and report, or
  * write them as one safetensors file per rank. */
 #include "cli.h"
@@ -10,7 +11,8 @@
 
 struct args {
     const char *ckpt, *out, *stage;
-    unsigned long long tp, rank, threads;
+    unsigned long long tp, pp, rank, threads;
+    const char *pp_partition;
     int has_rank, json, params, plan, direct;
     const char *allow[64];
     size_t nallow;
@@ -22,12 +24,17 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
     memset(a, 0, sizeof *a);
     a->stage = "processed";
     a->dtype = QTL_DTYPE_COUNT;
+    a->pp = 1;
+    a->pp_partition = getenv("VLLM_PP_LAYER_PARTITION");
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int more = i + 1 < argc;
         if (!strcmp(s, "--tp") && more) {
             if (cli_parse_u64(argv[++i], &a->tp) || !a->tp || a->tp > 4096)
                 return cli_usage_error(cmd, "--tp takes 1..4096");
+        } else if (!strcmp(s, "--pp") && more) {
+            if (cli_parse_u64(argv[++i], &a->pp) || !a->pp || a->pp > 1024)
+                return cli_usage_error(cmd, "--pp takes 1..1024");
         } else if (!strcmp(s, "--rank") && more) {
             if (cli_parse_u64(argv[++i], &a->rank))
                 return cli_usage_error(cmd, "--rank takes an integer");
@@ -58,20 +65,25 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->params = 1;
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             if (want_out)
-                printf("usage: qtl shard CKPT --tp T [--stage loaded|processed] [--dtype bfloat16|float16] [--threads N]\n"
-                       "         [--direct] [--allow ID]... -o OUT\n"
-                       "  Writes OUT/model-rank-{r}-part-0.safetensors per rank: vLLM's parameter names, dtypes and\n"
-                       "  per-rank shapes (default stage 'processed'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source;\n"
-                       "  copies config.json. Nothing is written when a rank has error-level findings.\n");
+                printf("usage: qtl shard CKPT --tp T [--pp P] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
+                       "         [--threads N] [--direct] [--allow ID]... -o OUT\n"
+                       "  Writes OUT/model-rank-{r}-part-0.safetensors per rank (model-pp-{p}-tp-{r}-part-0 with --pp,\n"
+                       "  vLLM's sharded_state names): vLLM's parameter names, dtypes and per-rank shapes (default\n"
+                       "  stage 'processed'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source (qtl.pp, qtl.pp_rank);\n"
+                       "  copies config.json. Nothing is written when a rank has error-level findings.\n"
+                       "  VLLM_PP_LAYER_PARTITION=\"a,b,..\" overrides the layer split as in vLLM.\n");
             else
-                printf("usage: qtl load CKPT --tp T [--rank R] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
-                       "         [--threads N] [--direct] [--allow ID]... [--plan] [--json | --params]\n"
+                printf("usage: qtl load CKPT --tp T [--pp P] [--rank R] [--stage loaded|processed]\n"
+                       "         [--dtype bfloat16|float16] [--threads N] [--direct] [--allow ID]... [--plan]\n"
+                       "         [--json | --params]\n"
                        "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
                        "  time, and every finding (IDs in include/qtl.h; --allow downgrades one to a warning).\n"
                        "  --params lists every parameter: name, dtype, shape and a 64-bit FNV-1a hash of its bytes.\n"
                        "  --plan prints the plan instead (nothing read): per file the byte ranges and bytes, per\n"
                        "  parameter its copy ops, the plan hash; with --json as JSON.\n"
-                       "  --threads: reader threads (default: cores); --direct: O_DIRECT reads (buffered where refused).\n");
+                       "  --threads: reader threads (default: cores); --direct: O_DIRECT reads (buffered where refused).\n"
+                       "  --pp P: pipeline stages as vLLM splits the layers (VLLM_PP_LAYER_PARTITION is honoured);\n"
+                       "  ranks are vLLM's global ranks, R = pp_rank * T + tp_rank.\n");
             return -1;
         } else if (s[0] == '-' && s[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", s);
@@ -83,8 +95,8 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
     }
     if (!a->ckpt || !a->tp)
         return cli_usage_error(cmd, "needs CKPT and --tp T (see qtl %s --help)", cmd);
-    if (a->has_rank && a->rank >= a->tp)
-        return cli_usage_error(cmd, "--rank must be below --tp");
+    if (a->has_rank && a->rank >= a->tp * a->pp)
+        return cli_usage_error(cmd, "--rank must be below --tp x --pp (%llu)", a->tp * a->pp);
     if (strcmp(a->stage, "loaded") && strcmp(a->stage, "processed"))
         return cli_usage_error(cmd, "--stage takes loaded or processed");
     if (want_out && !a->out)
@@ -120,7 +132,10 @@ static qtl_load_t *run_rank(const char *cmd, const struct args *a, uint32_t r, i
     static struct progress prog;
     prog = (struct progress){r, cli_now(), 0, 0};
     struct qtl_load_options o = {.tp = (uint32_t)a->tp,
-                                 .rank = r,
+                                 .rank = r % (uint32_t)a->tp,
+                                 .pp = (uint32_t)a->pp,
+                                 .pp_rank = r / (uint32_t)a->tp,
+                                 .pp_partition = a->pp > 1 ? a->pp_partition : NULL,
                                  .dtype_override = a->dtype,
                                  .allow = a->allow,
                                  .nallow = a->nallow,
@@ -199,7 +214,8 @@ int cmd_load(int argc, char **argv)
     if (rc)
         return rc < 0 ? CLI_OK : rc;
     int worst = CLI_OK;
-    uint32_t r0 = a.has_rank ? (uint32_t)a.rank : 0, r1 = a.has_rank ? (uint32_t)a.rank + 1 : (uint32_t)a.tp;
+    uint32_t world = (uint32_t)(a.tp * a.pp);
+    uint32_t r0 = a.has_rank ? (uint32_t)a.rank : 0, r1 = a.has_rank ? (uint32_t)a.rank + 1 : world;
     if (a.plan)
         return plan_ranks(&a, r0, r1);
     json_t *ranks = a.json ? json_array() : NULL;
@@ -223,16 +239,21 @@ int cmd_load(int argc, char **argv)
                 json_array_append_new(fa, json_pack("{s:s, s:o, s:o}", "severity", sev_name(d.severity), "id",
                                                     cli_json_str(d.id), "message", cli_json_str(d.message)));
             }
-            json_array_append_new(ranks, json_pack("{s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "rank",
-                                                   (json_int_t)r, "parameters", cli_json_u64(qtl_load_param_count(l)),
+            json_array_append_new(ranks, json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "rank",
+                                                   (json_int_t)r, "pp_rank", (json_int_t)(r / a.tp), "tp_rank",
+                                                   (json_int_t)(r % a.tp), "parameters", cli_json_u64(qtl_load_param_count(l)),
                                                    "bytes_held", cli_json_u64(h), "bytes_to_read",
                                                    cli_json_u64(qtl_load_bytes_to_read(l)), "bytes_read",
                                                    cli_json_u64(rd), "plan_hash", hash, "seconds",
                                                    cli_json_seconds(t), "process_seconds",
                                                    cli_json_seconds(qtl_load_process_seconds(l)), "findings", fa));
         } else {
-            printf("rank %u/%llu: %zu parameters, %.1f MB held, %.1f MB needed, %.1f MB read in %.3f s (%.2f GB/s)", r,
-                   a.tp, qtl_load_param_count(l), (double)h / 1e6, (double)qtl_load_bytes_to_read(l) / 1e6,
+            if (a.pp > 1)
+                printf("rank %u/%u (stage %u, tp rank %u): ", r, world, r / (uint32_t)a.tp, r % (uint32_t)a.tp);
+            else
+                printf("rank %u/%llu: ", r, a.tp);
+            printf("%zu parameters, %.1f MB held, %.1f MB needed, %.1f MB read in %.3f s (%.2f GB/s)",
+                   qtl_load_param_count(l), (double)h / 1e6, (double)qtl_load_bytes_to_read(l) / 1e6,
                    (double)rd / 1e6, t, t > 0 ? (double)rd / t / 1e9 : 0.0);
             if (!strcmp(a.stage, "processed"))
                 printf(", post-processed in %.3f s", qtl_load_process_seconds(l));
@@ -257,8 +278,8 @@ int cmd_load(int argc, char **argv)
         qtl_load_close(l);
     }
     if (a.json) {
-        json_t *doc = json_pack("{s:o, s:I, s:o}", "checkpoint", cli_json_str(a.ckpt), "tp", (json_int_t)a.tp,
-                                "ranks", ranks);
+        json_t *doc = json_pack("{s:o, s:I, s:I, s:o}", "checkpoint", cli_json_str(a.ckpt), "tp", (json_int_t)a.tp,
+                                "pp", (json_int_t)a.pp, "ranks", ranks);
         if (cli_json_dump(doc, JSON_INDENT(2)) && worst == CLI_OK)
             worst = CLI_FINDINGS;
         printf("\n");
@@ -272,7 +293,7 @@ int cmd_shard(int argc, char **argv)
     int rc = parse("shard", argc, argv, &a, 1);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    for (uint32_t r = 0; r < (uint32_t)a.tp; r++) {
+    for (uint32_t r = 0; r < (uint32_t)(a.tp * a.pp); r++) {
         int st;
         qtl_load_t *l = run_rank("shard", &a, r, &st);
         if (st != CLI_OK) {
@@ -286,7 +307,7 @@ int cmd_shard(int argc, char **argv)
             return st;
         }
         char path[4200];
-        snprintf(path, sizeof path, "%s/model-rank-%u-part-0.safetensors", a.out, r);
+        qtl_shard_file_name(path, sizeof path, a.out, r % (uint32_t)a.tp, r / (uint32_t)a.tp, (uint32_t)a.pp, 0);
         int wr = qtl_load_write(l, path, a.ckpt);
         if (wr)
             fprintf(stderr, "qtl shard: %s\n", qtl_load_errmsg(l));

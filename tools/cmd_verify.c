@@ -258,13 +258,16 @@ int cmd_verify(int argc, char **argv)
 {
     const char *ckpt = NULL, *allow[64];
     size_t nallow = 0;
-    unsigned long long tp = 0;
+    unsigned long long tp = 0, pp = 0;
     int json = 0, deep = 0, strict = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "--tp") && i + 1 < argc) || !strncmp(a, "--tp=", 5)) {
             if (cli_parse_u64(a[4] == '=' ? a + 5 : argv[++i], &tp) || !tp || tp > 4096)
                 return cli_usage_error("verify", "--tp takes 1..4096");
+        } else if (!strcmp(a, "--pp") && i + 1 < argc) {
+            if (cli_parse_u64(argv[++i], &pp) || !pp || pp > 1024)
+                return cli_usage_error("verify", "--pp takes 1..1024");
         } else if (!strcmp(a, "--tp-all"))
             tp = 0;
         else if (!strcmp(a, "--deep"))
@@ -278,13 +281,15 @@ int cmd_verify(int argc, char **argv)
                 return cli_usage_error("verify", "too many --allow");
             allow[nallow++] = argv[++i];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: qtl verify CKPT [--tp T | --tp-all] [--deep] [--json] [--strict] [--allow ID]...\n"
+            printf("usage: qtl verify CKPT [--tp T | --tp-all] [--pp P] [--deep] [--json] [--strict] [--allow ID]...\n"
                    "  Checks a checkpoint before it reaches a GPU: every file rule, the quantization config\n"
                    "  against the tensors, every scale the loader will use (values: per-tensor, global,\n"
                    "  channel and input scales; --deep also scans group/block scales), names no parameter\n"
                    "  takes, and each tensor-parallel size (default: every power of two up to 64).\n"
                    "  Reads headers and scale tensors only. Exit: 0 clean or warnings, 1 errors (--strict:\n"
-                   "  warnings too), 2 usage or unreadable CKPT. JSON schema: docs/verify-json.md.\n");
+                   "  warnings too), 2 usage or unreadable CKPT. JSON schema: docs/verify-json.md.\n"
+                   "  --pp P: each pipeline stage's layers, parameters and bytes per rank (at --tp T, else 1),\n"
+                   "  split as vLLM splits them (VLLM_PP_LAYER_PARTITION is honoured).\n");
             return CLI_OK;
         } else if (a[0] == '-' && a[1])
             return cli_usage_error("verify", "unknown option '%s'", a);
@@ -382,6 +387,40 @@ int cmd_verify(int argc, char **argv)
                 "and scales are loaded on %u ranks)", tps[k], shape.kv_heads, tps[k] / shape.kv_heads, tps[k] / shape.kv_heads);
         qtl_load_close(l);
     }
+    /* --pp: every stage's plan at tp (or 1), rank 0 */
+    struct stage {
+        uint32_t start, end;
+        size_t params;
+        uint64_t bytes;
+        int ok;
+    } stages[1024];
+    const char *partition = getenv("VLLM_PP_LAYER_PARTITION");
+    int pp_bad = 0;
+    for (uint32_t s = 0; s < pp && have_cfg; s++) {
+        struct qtl_load_options o = {.tp = tp ? (uint32_t)tp : 1, .rank = 0, .dtype_override = QTL_DTYPE_COUNT,
+                                     .allow = allow, .nallow = nallow, .verify = 3, .pp = (uint32_t)pp, .pp_rank = s,
+                                     .pp_partition = partition};
+        qtl_load_t *l = NULL;
+        struct stage *g = &stages[s];
+        *g = (struct stage){0};
+        char why[256];
+        if (qtl_pp_layers(shape.layers, (uint32_t)pp, s, partition, &g->start, &g->end, why, sizeof why)) {
+            fprintf(stderr, "qtl verify: --pp %llu over %u layers: %s\n", pp, shape.layers, why);
+            pp_bad = 1; /* the user's environment: a usage error */
+            pp = 0;
+            break;
+        }
+        if (qtl_load_open(ckpt, &o, &l) == QTL_OK) {
+            g->ok = 1;
+            g->params = qtl_load_param_count(l);
+            for (size_t i = 0; i < g->params; i++) {
+                struct qtl_param_info pi;
+                qtl_load_param_at(l, i, &pi);
+                g->bytes += pi.nbytes;
+            }
+        }
+        qtl_load_close(l);
+    }
     double secs = cli_now() - t0;
     for (size_t i = 0; i < qtl_ckpt_shard_count(ck); i++) {
         qtl_st_t *st;
@@ -404,11 +443,27 @@ int cmd_verify(int argc, char **argv)
         for (size_t i = 0; i < r.n; i++)
             json_array_append_new(fa, json_pack("{s:s, s:o, s:o}", "severity", sev_name(r.f[i].sev), "id",
                                                 cli_json_str(r.f[i].id), "message", cli_json_str(r.f[i].message)));
-        json_t *doc = json_pack("{s:s, s:o, s:{s:o, s:o, s:o}, s:o, s:I, s:o, s:o, s:o, s:s}", "schema",
-                                "qtl.verify/1", "checkpoint", cli_json_str(ckpt), "quantization", "method",
-                                cli_json_str(mname), "source", cli_json_str(source), "layers", layers, "tp", tpa,
-                                "largest_tp", (json_int_t)largest, "findings", fa, "bytes_read", cli_json_u64(bytes),
-                                "seconds", cli_json_seconds(secs), "verdict", verdict);
+        json_t *doc = json_pack("{s:s, s:o, s:{s:o, s:o, s:o}, s:o, s:I}", "schema", "qtl.verify/1", "checkpoint",
+                                cli_json_str(ckpt), "quantization", "method", cli_json_str(mname), "source",
+                                cli_json_str(source), "layers", layers, "tp", tpa, "largest_tp", (json_int_t)largest);
+        if (pp && doc) {
+            json_t *pa = json_array();
+            for (uint32_t s = 0; s < pp && have_cfg; s++)
+                json_array_append_new(pa, json_pack("{s:I, s:I, s:I, s:b, s:o, s:o}", "stage", (json_int_t)s,
+                                                    "layer_start", (json_int_t)stages[s].start, "layer_end",
+                                                    (json_int_t)stages[s].end, "loads", stages[s].ok, "parameters",
+                                                    cli_json_u64(stages[s].params), "bytes_per_rank",
+                                                    cli_json_u64(stages[s].bytes)));
+            json_object_set_new(doc, "pp", pa);
+        }
+        if (doc) {
+            json_object_set_new(doc, "findings", fa);
+            json_object_set_new(doc, "bytes_read", cli_json_u64(bytes));
+            json_object_set_new(doc, "seconds", cli_json_seconds(secs));
+            json_object_set_new(doc, "verdict", json_string(verdict));
+        } else {
+            json_decref(fa);
+        }
         out_rc = cli_json_dump(doc, JSON_INDENT(2));
         printf("\n");
     } else {
@@ -425,6 +480,10 @@ int cmd_verify(int argc, char **argv)
             printf("; largest tp that loads: %u\n", largest);
         else
             printf(" not checked (no usable config)\n");
+        for (uint32_t s = 0; s < pp && have_cfg; s++)
+            printf("pipeline stage %u/%llu (tp=%llu): layers %u..%u (%u), %zu parameters, %.1f MB per rank%s\n", s, pp,
+                   tp ? tp : 1, stages[s].start, stages[s].end ? stages[s].end - 1 : 0, stages[s].end - stages[s].start,
+                   stages[s].params, (double)stages[s].bytes / 1e6, stages[s].ok ? "" : " (does not load at this tp)");
         for (int sev = QTL_SEV_ERROR; sev >= QTL_SEV_INFO; sev--)
             for (size_t i = 0; i < r.n; i++)
                 if ((int)r.f[i].sev == sev)
@@ -438,5 +497,7 @@ int cmd_verify(int argc, char **argv)
     free(r.f);
     qtl_config_close(cfg);
     qtl_ckpt_close(ck);
+    if (pp_bad)
+        return CLI_USAGE;
     return nerr || (strict && nwarn) || out_rc ? CLI_FINDINGS : CLI_OK;
 }
