@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 /* ---- findings ---- */
@@ -51,12 +52,9 @@ static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_loa
     char file[4200];
     uint32_t pp = o->pp ? o->pp : 1;
     int found[2]; /* without stages, with stages */
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2; k++) { /* access(), not fopen(): libc would allocate a FILE */
         qtl_shard_file_name(file, sizeof file, path, 0, 0, k ? 2 : 1, 0);
-        FILE *f = fopen(file, "rb");
-        found[k] = f != NULL;
-        if (f)
-            fclose(f);
+        found[k] = access(file, F_OK) == 0;
     }
     *is_pre = found[0] || found[1];
     if (!*is_pre)
