@@ -822,6 +822,37 @@ QTL_API uint64_t qtl_load_bytes_read(const qtl_load_t *l);
 QTL_API double qtl_load_seconds(const qtl_load_t *l);
 QTL_API double qtl_load_process_seconds(const qtl_load_t *l);
 
+/* ---- one process per rank: MPI (src/dist, libqtl_mpi) ------------------------------
+ * Built when MPICH is found (-DQTL_MPI=ON/AUTO; pkg-config qtl lists it). Each process
+ * plans and reads only its own rank with the local executor; MPI carries statuses, plan
+ * hashes and reports, never tensor data. No MPI type appears here: the handle works on a
+ * duplicate of MPI_COMM_WORLD, so qtl's collectives never mix with the host's. Every
+ * function below is collective (all ranks call it, in the same order) unless stated. */
+typedef struct qtl_dist qtl_dist_t;
+/*! qtl_dist_open() : MPI_Init_thread(FUNNELED) unless the host already initialized MPI
+ *  (then qtl_dist_close leaves MPI running). @return QTL_OK, QTL_ERR_IO, QTL_ERR_NOMEM. */
+QTL_API int qtl_dist_open(int *argc, char ***argv, const struct qtl_allocator *allocator, qtl_dist_t **out);
+QTL_API uint32_t qtl_dist_rank(const qtl_dist_t *d); /* not collective */
+QTL_API uint32_t qtl_dist_size(const qtl_dist_t *d); /* not collective */
+/*! qtl_dist_agree() : every rank's `local` status of a phase (0: ok); on every rank
+ *  *worst = the largest value and *nfailed = how many ranks were not 0. */
+QTL_API int qtl_dist_agree(qtl_dist_t *d, int local, int *worst, uint32_t *nfailed);
+/*! qtl_dist_check_plan() : MPI_Allreduce of the plan hash (min and max): QTL_OK on every
+ *  rank when all agree; else QTL_ERR_CHECKPOINT on every rank and, on rank 0, `msg` names
+ *  the ranks whose hash differs from rank 0's and the files whose names or sizes differ. */
+QTL_API int qtl_dist_check_plan(qtl_dist_t *d, const qtl_load_t *l, char *msg, size_t msg_cap);
+/*! qtl_dist_gather() : rank 0 receives every rank's `len` bytes, concatenated in rank order
+ *  and NUL-terminated, in *all, with (*offsets)[r] .. [r + 1] rank r's part (size + 1
+ *  entries); other ranks get NULL. MPI-4 large-count calls carry parts of 2 GiB and more.
+ *  Free both with qtl_dist_free. */
+QTL_API int qtl_dist_gather(qtl_dist_t *d, const void *mine, uint64_t len, void **all, uint64_t **offsets);
+QTL_API void qtl_dist_free(qtl_dist_t *d, void *p); /* not collective */
+QTL_API int qtl_dist_barrier(qtl_dist_t *d);
+/*! qtl_dist_abort() : MPI_Abort — a last resort, when a rank cannot take part in a collective. */
+QTL_API void qtl_dist_abort(qtl_dist_t *d, int code);
+/*! qtl_dist_close() : frees the handle (collective: MPI_Comm_free, MPI_Finalize if qtl initialized MPI). */
+QTL_API void qtl_dist_close(qtl_dist_t *d);
+
 /* ---- fixture generator (src/fixture/fixture.c) ---------------------------------
  * Small checkpoints laid out exactly as the exporters write them (config.json,
  * hf_quant_config.json for ModelOpt, shards + model.safetensors.index.json),

@@ -3,7 +3,8 @@
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
 # `install-deps.sh interop` adds what `make interop` needs (a virtualenv and pip).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev clang libclang-rt-14-dev libomp-14-dev python3)
+pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev clang libclang-rt-14-dev libomp-14-dev python3
+      mpich libmpich-dev) # MPICH, pinned (mpi-default-dev is OpenMPI on Debian 12): one process per rank
 [ "${1:-}" = interop ] && pkgs+=(python3-venv python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do

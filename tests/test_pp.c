@@ -132,13 +132,16 @@ static void check_layout(const char *dir, uint32_t tp, uint32_t pp, const char *
     for (uint32_t r = 0; r < tp; r++) {
         qtl_load_t *whole = open_run(dir, tp, r, 1, 0, NULL);
         size_t nwhole = qtl_load_param_count(whole), seen = 0;
-        uint64_t bound = 0;
+        uint64_t bound = 0, stage0_hash = 0;
         for (uint32_t s = 0; s < pp; s++) {
             uint32_t a, b;
             assert_int_equal(qtl_pp_layers(layers, pp, s, partition, &a, &b, NULL, 0), QTL_OK);
             qtl_load_t *st = open_run(dir, tp, r, pp, s, partition);
             if (qtl_load_plan_hash(st) == qtl_load_plan_hash(whole))
                 fail_msg("the plan hash does not see pp=%u", pp);
+            if (s == 0)
+                stage0_hash = qtl_load_plan_hash(st);
+            TU_EQ_U64(qtl_load_plan_hash(st), stage0_hash); /* every stage of one layout agrees (MPI's check) */
             size_t held = 0;
             for (size_t i = 0; i < nwhole; i++) {
                 struct qtl_param_info w, p;

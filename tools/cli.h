@@ -37,6 +37,9 @@ json_t *cli_json_seconds(double s);                            /* a real, rounde
  * no newline after it. 0 on success, -1 (and a message on stderr) when out of memory. */
 int cli_json_dump(json_t *doc, size_t flags);
 
+/* The MPI handle when the CLI runs under mpiexec (QTL_MPI builds), else NULL (tools/qtl.c). */
+extern qtl_dist_t *cli_dist;
+
 /* Print "qtl <cmd>: message" to stderr and return CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

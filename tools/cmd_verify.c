@@ -254,7 +254,25 @@ static void raw_method(const char *dir, char *name, size_t cap, char *source, si
     }
 }
 
+static int verify(int argc, char **argv);
+
+/* Under mpiexec, rank 0 verifies (headers and scales: nothing worth splitting) and every
+ * rank exits with its status; the others only wait for it. */
 int cmd_verify(int argc, char **argv)
+{
+#ifdef QTL_MPI
+    if (cli_dist) {
+        int rc = qtl_dist_rank(cli_dist) == 0 ? verify(argc, argv) : CLI_OK, worst = rc;
+        fflush(stdout);
+        if (qtl_dist_agree(cli_dist, rc, &worst, NULL))
+            qtl_dist_abort(cli_dist, CLI_FINDINGS);
+        return worst;
+    }
+#endif
+    return verify(argc, argv);
+}
+
+static int verify(int argc, char **argv)
 {
     const char *ckpt = NULL, *allow[64];
     size_t nallow = 0;

@@ -7,19 +7,67 @@
 #include <string.h>
 #include <time.h>
 
+qtl_dist_t *cli_dist;
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
+    int mpi; /* runs one process per rank under mpiexec */
     const char *help;
 } commands[] = {
-    {"inspect", cmd_inspect, "list the tensors, metadata and findings of a file or checkpoint"},
-    {"verify", cmd_verify, "pre-flight report: every file, config, scale and tp rule, headers and scales only"},
-    {"load", cmd_load, "load each tensor-parallel rank as vLLM does and report findings"},
-    {"shard", cmd_shard, "write one safetensors file per rank with vLLM's per-rank parameters"},
-    {"dequant", cmd_dequant, "dequantize one weight of a checkpoint to f32/bf16 safetensors"},
-    {"fixture", cmd_fixture, "write a small sample checkpoint"},
-    {"bench", cmd_bench, "benchmarks (qtl bench header | dequant)"},
+    {"inspect", cmd_inspect, 0, "list the tensors, metadata and findings of a file or checkpoint"},
+    {"verify", cmd_verify, 1, "pre-flight report: every file, config, scale and tp rule, headers and scales only"},
+    {"load", cmd_load, 1, "load each tensor-parallel rank as vLLM does and report findings"},
+    {"shard", cmd_shard, 1, "write one safetensors file per rank with vLLM's per-rank parameters"},
+    {"dequant", cmd_dequant, 0, "dequantize one weight of a checkpoint to f32/bf16 safetensors"},
+    {"fixture", cmd_fixture, 0, "write a small sample checkpoint"},
+    {"bench", cmd_bench, 1, "benchmarks (qtl bench header | dequant | load)"},
 };
+
+/* The process count a launcher started (MPICH's hydra sets PMI_SIZE; PMIx and
+ * OpenMPI launchers their own), 0 outside one. */
+static long launched(void)
+{
+    static const char *const vars[] = {"PMI_SIZE", "PMIX_SIZE", "OMPI_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *s = getenv(vars[i]);
+        if (s && *s)
+            return strtol(s, NULL, 10);
+    }
+    return 0;
+}
+
+static int run(size_t c, int argc, char **argv)
+{
+    long n = launched();
+    if (n > 1 && !commands[c].mpi) {
+        fprintf(stderr, "qtl %s: runs in one process; started as %ld processes by mpiexec\n", commands[c].name, n);
+        return CLI_USAGE;
+    }
+#ifdef QTL_MPI
+    if (n >= 1) {
+        int rc = qtl_dist_open(&argc, &argv, NULL, &cli_dist);
+        if (rc) {
+            fprintf(stderr, "qtl %s: MPI_Init failed (%s)\n", commands[c].name, qtl_strerror(rc));
+            return CLI_USAGE;
+        }
+        /* every rank exits with the agreed status, so the last step is a barrier, not a race */
+        rc = commands[c].fn(argc - 1, argv + 1);
+        fflush(stdout);
+        qtl_dist_close(cli_dist);
+        cli_dist = NULL;
+        return rc;
+    }
+#else
+    if (n > 1) {
+        fprintf(stderr, "qtl %s: started as %ld processes, but this qtl was built without MPI (install Debian's mpich "
+                        "and libmpich-dev and rebuild: one process per rank needs -DQTL_MPI)\n",
+                commands[c].name, n);
+        return CLI_USAGE;
+    }
+#endif
+    return commands[c].fn(argc - 1, argv + 1);
+}
 
 static void usage(FILE *f)
 {
@@ -84,7 +132,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+            return run(i, argc, argv);
     fprintf(stderr, "qtl: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return CLI_USAGE;

@@ -71,6 +71,8 @@ struct lmodel {
     uint32_t tp, rank;
     uint32_t pp, pp_rank, layer_start, layer_end; /* this stage's decoder layers [start, end) */
     int first_stage, last_stage;
+    int skip_layer;       /* model build: a layer of another stage (only hashed) */
+    uint64_t scheme_hash; /* every layer's scheme, whichever stage holds it */
     uint32_t nh, nkv, replicas;
     uint64_t vocab_pp;
     struct llayer *layers;
@@ -105,6 +107,9 @@ struct pop {
     uint64_t dst_off, dst_pitch; /* in the parameter, or in the shadow area when superseded */
     int superseded;
 };
+
+/* Folds one linear layer's prefix and scheme into a plan hash (plan.c). */
+uint64_t qtl__hash_layer(uint64_t h, const char *prefix, const struct qtl_layer_quant *q);
 
 struct pfile {
     char *path;

@@ -139,6 +139,9 @@ static int add_layer(struct lmodel *m, const char *prefix, enum lkind kind, cons
         m->fail_id = rc == QTL_ERR_UNSUPPORTED ? qtl_finding_id(QTL_FINDING_CONFIG_UNSUPPORTED) : NULL;
         return qtl__fail(m->err, rc, "%s", qtl_config_errmsg(m->cfg));
     }
+    m->scheme_hash = qtl__hash_layer(m->scheme_hash, prefix, &l->q);
+    if (m->skip_layer)
+        return QTL_OK;
     m->nlayers++;
     partition_checks(m, l); /* failures are collected; qtl__model_build reports them all */
     return layer_params(m, (int)m->nlayers - 1);
@@ -394,19 +397,22 @@ int qtl__model_build(struct lmodel *m)
         return QTL_ERR_NOMEM;
     int fused = qtl__arch_traits(s->arch)->fused_on_disk; /* scheme resolved for the fused module itself */
     char pre[160], a[160], b[160], c[160];
-    for (uint32_t li = m->layer_start; li < m->layer_end; li++) {
+    for (uint32_t li = 0; li < s->layers; li++) {
+        /* a layer of another stage: its schemes still enter the plan hash (every stage
+         * hashes every layer's), nothing else of it is built (vLLM's PPMissingLayer) */
+        m->skip_layer = li < m->layer_start || li >= m->layer_end;
         snprintf(pre, sizeof pre, "model.layers.%u.input_layernorm.weight", li);
-        if (!new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
+        if (!m->skip_layer && !new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
             return QTL_ERR_NOMEM;
         snprintf(pre, sizeof pre, "model.layers.%u.post_attention_layernorm.weight", li);
-        if (!new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
+        if (!m->skip_layer && !new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, s->hidden, 0, -1))
             return QTL_ERR_NOMEM;
         if (s->qk_norm) {
             snprintf(pre, sizeof pre, "model.layers.%u.self_attn.q_norm.weight", li);
-            if (!new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, D, 0, -1))
+            if (!m->skip_layer && !new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, D, 0, -1))
                 return QTL_ERR_NOMEM;
             snprintf(pre, sizeof pre, "model.layers.%u.self_attn.k_norm.weight", li);
-            if (!new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, D, 0, -1))
+            if (!m->skip_layer && !new_param(m, pre, "", PK_REPLICATED, s->params_dtype, 1, D, 0, -1))
                 return QTL_ERR_NOMEM;
         }
         /* qkv_proj: vLLM's "virtual" output sizes count replicated kv heads per rank */
@@ -419,7 +425,7 @@ int qtl__model_build(struct lmodel *m)
         int rc = add_layer(m, pre, LK_QKV, qkv, 3, s->hidden, fused ? NULL : qkv_parts, fused ? 0 : 3);
         if (rc)
             return rc;
-        if (s->qkv_bias) {
+        if (s->qkv_bias && !m->skip_layer) {
             uint64_t n = (m->nh + 2ull * m->nkv) * D;
             if (!(p = new_param(m, pre, "bias", PK_MODEL_WEIGHT, s->params_dtype, 1, n, 0, (int)m->nlayers - 1)))
                 return QTL_ERR_NOMEM;
@@ -440,6 +446,7 @@ int qtl__model_build(struct lmodel *m)
         if ((rc = add_layer(m, pre, LK_ROW, dn, 1, s->intermediate, NULL, 0)))
             return rc;
     }
+    m->skip_layer = 0;
     if (m->nlfail)
         return layout_failed(m);
     if (!m->last_stage)

@@ -569,6 +569,13 @@ static uint64_t tensor_hash(uint64_t h, const struct qtl_tensor_info *ti)
     return fnv_u64(fnv_u64(h, ti->begin), ti->end);
 }
 
+uint64_t qtl__hash_layer(uint64_t h, const char *prefix, const struct qtl_layer_quant *q)
+{
+    uint64_t v[] = {(uint64_t)q->scheme, q->block[0], q->block[1], q->bits, q->group_size, (uint64_t)q->symmetric,
+                    (uint64_t)q->actorder, (uint64_t)q->static_input, (uint64_t)q->input_symmetric};
+    return fnv(fnv_str(h, prefix), v, sizeof v);
+}
+
 /* Files (names and sizes), the tensor table, the model and layer schemes the
  * config gives, and the layout (tp; pipeline and expert parallelism when they
  * come) — not the rank, so all ranks of one load agree. */
@@ -592,13 +599,7 @@ static void plan_hash(qtl_load_t *l, const struct src *srcs, size_t n)
                         s->head_dim,             s->intermediate, s->vocab,       (uint64_t)s->params_dtype,
                         (uint64_t)s->tie_word_embeddings, (uint64_t)s->qkv_bias, (uint64_t)s->qk_norm};
     h = fnv(h, shape, sizeof shape);
-    for (size_t i = 0; i < l->m.nlayers; i++) {
-        const struct qtl_layer_quant *q = &l->m.layers[i].q;
-        uint64_t v[] = {(uint64_t)q->scheme, q->block[0], q->block[1], q->bits, q->group_size, (uint64_t)q->symmetric,
-                        (uint64_t)q->actorder, (uint64_t)q->static_input, (uint64_t)q->input_symmetric};
-        h = fnv(fnv_str(h, l->m.layers[i].prefix), v, sizeof v);
-    }
-    l->hash = h;
+    l->hash = fnv_u64(h, l->m.scheme_hash); /* every layer's, on every stage (model.c) */
 }
 
 /* ---- building ---- */
