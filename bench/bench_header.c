@@ -147,6 +147,7 @@ int cmd_bench(int argc, char **argv)
         return bench_load(argc - 2, argv + 2);
     printf("usage: qtl bench header [--tensors N] [--reps R]\n"
            "       qtl bench dequant [--rows R --cols C] [--reps R]   (default 8192 x 8192, 7 reps)\n"
-           "       qtl bench load CKPT [--tp T] [--rank R] [--threads N] [--reps K] [--direct]\n");
+           "       qtl bench load CKPT [--tp T] [--rank R] [--threads N] [--reps K] [--direct]\n"
+           "       mpiexec -n T qtl bench load CKPT --tp T   (every rank at once against T processes' preads)\n");
     return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? CLI_OK : CLI_USAGE;
 }

@@ -6,7 +6,10 @@
  *   pread, fresh huge pages   the same byte count from the same files, 8 MiB preads on N threads
  *   pread, pre-faulted        the same into memory faulted beforehand
  *   memcpy                    the same byte count, pre-faulted to pre-faulted, N threads
- * GB/s is bytes read from files (qtl_load_bytes_read) over qtl_load_seconds. */
+ * GB/s is bytes read from files (qtl_load_bytes_read) over qtl_load_seconds.
+ * Under mpiexec -n T (one process per rank): every rank loads its own rank between
+ * barriers, and the aggregate (all ranks' bytes over the slowest rank's time) is set
+ * against every rank preading the same byte count of its files at once. */
 #include "cli.h"
 
 #include <fcntl.h>
@@ -131,6 +134,100 @@ static int open_files(const char *ckpt, const struct qtl_load_options *o, struct
 
 static double gbs(uint64_t bytes, double s) { return s > 0 ? (double)bytes / s / 1e9 : 0; }
 
+#ifdef QTL_MPI
+/* The slowest rank's time of one step started together: a barrier before and after. */
+static double together(double (*step)(void *), void *ud)
+{
+    qtl_dist_barrier(cli_dist);
+    double t0 = cli_now();
+    step(ud);
+    qtl_dist_barrier(cli_dist);
+    return cli_now() - t0;
+}
+
+struct mstep {
+    const char *ckpt;
+    const struct qtl_load_options *o;
+    const struct files *f;
+    uint64_t bytes;
+    unsigned threads;
+    int rc;
+};
+
+static double step_qtl(void *ud)
+{
+    struct mstep *s = ud;
+    s->rc |= qtl_run(s->ckpt, s->o, NULL, 0).rc;
+    return 0;
+}
+
+static double step_pread(void *ud)
+{
+    struct mstep *s = ud;
+    unsigned char *fresh = map((size_t)s->bytes, 0);
+    if (!fresh) {
+        s->rc = 1;
+        return 0;
+    }
+    pread_bound(s->f, s->bytes, fresh, s->threads);
+    munmap(fresh, (size_t)s->bytes);
+    return 0;
+}
+
+static int bench_load_mpi(const char *ckpt, unsigned long long tp, unsigned long long threads, unsigned long long reps,
+                          int direct)
+{
+    uint32_t me = qtl_dist_rank(cli_dist), n = qtl_dist_size(cli_dist);
+    if (n != tp) {
+        if (me == 0)
+            fprintf(stderr, "qtl bench load: mpiexec started %u processes for --tp %llu (one per rank)\n", n, tp);
+        return CLI_USAGE;
+    }
+    struct qtl_load_options o = {.tp = (uint32_t)tp, .rank = me, .dtype_override = QTL_DTYPE_COUNT,
+                                 .threads = (unsigned)threads, .direct = direct};
+    struct files f;
+    uint64_t needed, total;
+    int rc = open_files(ckpt, &o, &f, &needed, &total), worst;
+    struct lrun first = {0, 0, 1};
+    if (!rc)
+        first = qtl_run(ckpt, &o, NULL, 0); /* warms the page cache; gives the byte count */
+    qtl_dist_agree(cli_dist, rc || first.rc ? CLI_FINDINGS : CLI_OK, &worst, NULL);
+    if (worst)
+        return worst;
+    struct mstep s = {ckpt, &o, &f, first.bytes < total ? first.bytes : total, (unsigned)threads, 0};
+    double t[2][100];
+    for (unsigned long long k = 0; k < reps; k++) {
+        t[0][k] = together(step_qtl, &s);
+        t[1][k] = together(step_pread, &s);
+    }
+    for (size_t i = 0; i < f.n; i++)
+        close(f.fd[i]);
+    char line[64];
+    int len = snprintf(line, sizeof line, "%llu\n", (unsigned long long)s.bytes);
+    void *all;
+    uint64_t *offs;
+    qtl_dist_gather(cli_dist, line, (uint64_t)len, &all, &offs);
+    qtl_dist_agree(cli_dist, s.rc ? CLI_FINDINGS : CLI_OK, &worst, NULL);
+    if (me == 0 && all && !worst) {
+        uint64_t sum = 0;
+        for (uint32_t r = 0; r < n; r++)
+            sum += strtoull((const char *)all + offs[r], NULL, 10);
+        for (int i = 0; i < 2; i++)
+            qsort(t[i], (size_t)reps, sizeof t[i][0], cmp_d);
+        double q = t[0][reps / 2], p = t[1][reps / 2];
+        printf("qtl bench load %s --tp %llu under mpiexec -n %u: %llu threads per rank%s, %.1f MB read by all ranks, "
+               "%llu reps, medians of the slowest rank\n",
+               ckpt, tp, n, threads, direct ? ", O_DIRECT" : "", (double)sum / 1e6, reps);
+        printf("  %-34s %9.4f s %8.2f GB/s\n", "qtl, every rank at once", q, gbs(sum, q));
+        printf("  %-34s %9.4f s %8.2f GB/s\n", "pread into fresh pages, every rank", p, gbs(sum, p));
+        printf("  qtl / bound: %.2fx\n", q > 0 ? p / q : 0.0);
+    }
+    qtl_dist_free(cli_dist, all);
+    qtl_dist_free(cli_dist, offs);
+    return worst;
+}
+#endif
+
 int bench_load(int argc, char **argv);
 int bench_load(int argc, char **argv)
 {
@@ -162,6 +259,17 @@ int bench_load(int argc, char **argv)
 #endif
     if (!threads)
         threads = 1;
+#ifdef QTL_MPI
+    if (cli_dist) { /* the node's cores shared by its ranks (hydra: MPI_LOCALNRANKS) */
+        const char *local = getenv("MPI_LOCALNRANKS");
+        unsigned long long nl = local ? strtoull(local, NULL, 10) : 1;
+        if (nl > 1 && threads > nl)
+            threads /= nl;
+        else if (nl > 1)
+            threads = 1;
+        return bench_load_mpi(ckpt, tp, threads, reps, direct);
+    }
+#endif
     struct qtl_load_options o = {.tp = (uint32_t)tp, .rank = (uint32_t)rank, .dtype_override = QTL_DTYPE_COUNT,
                                  .threads = (unsigned)threads, .direct = direct};
     struct files f;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # qtl load against the machine's bounds on a 1.4 GB compressed-tensors FP8
 # checkpoint with Llama-3-8B layer shapes (4 layers, 2 shards), warm page cache:
-# qtl bench load at tp 1, every rank of tp 2, ranks 0 and 7 of tp 8; peak RSS of
+# qtl bench load at tp 1, every rank of tp 2, ranks 0 and 7 of tp 8, tp 2 under mpiexec
+# with the launch cost; peak RSS of
 # `qtl load` against parameters + 2 x threads x 8 MiB; cold reads with --direct
 # against dd iflag=direct (when root can drop the page cache).
 # Usage: bench/bench_load.sh [QTL] [DIR]   (DIR keeps the checkpoint between runs)
@@ -17,6 +18,27 @@ for tr in "1 0" "2 0" "2 1" "8 0" "8 7"; do
     read -r tp rank <<< "$tr"
     "$QTL" bench load "$DIR" --tp "$tp" --rank "$rank" --reps "$REPS"
 done
+
+# one process per rank (MPI builds): mpiexec -n 2 against two processes preading at once,
+# and what starting under mpiexec costs (launch + MPI_Init + MPI_Finalize, medians of 5)
+if command -v mpiexec.mpich >/dev/null && mpiexec.mpich -n 2 "$QTL" bench load "$DIR" --tp 2 --reps "$REPS"; then
+    small="$DIR-small"
+    [ -f "$small/config.json" ] || "$QTL" fixture --layers 1 --hidden 256 --intermediate 512 --vocab 200 -o "$small" >/dev/null
+    python3 - "$QTL" "$small" <<'PY'
+import statistics, subprocess, sys, time
+def run(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+q, d = sys.argv[1:]
+one = statistics.median(run([q, "load", d, "--tp", "2", "--stage", "loaded"]) for _ in range(5))
+two = statistics.median(run(["mpiexec.mpich", "-n", "2", q, "load", d, "--tp", "2", "--stage", "loaded"]) for _ in range(5))
+print(f"mpiexec start-up: qtl load of a 1-layer fixture at tp 2 takes {one * 1e3:.0f} ms in one process, "
+      f"{two * 1e3:.0f} ms under mpiexec -n 2 (+{(two - one) * 1e3:.0f} ms)")
+PY
+else
+    echo "mpiexec -n 2: skipped (no mpiexec.mpich, or qtl built without MPI)"
+fi
 
 # peak RSS of one rank's load (the process: arena + staging + plan)
 threads=$(nproc)
