@@ -1,0 +1,1 @@
+# libqtl.so for the Python package (written by the Python work; placeholder).
