@@ -68,8 +68,14 @@ static void test_fixture_schemes(void **state)
             }
             const struct qtl_model_shape *s = qtl_config_shape(c);
             assert_int_equal(s->arch, arch ? QTL_ARCH_PHI3 : QTL_ARCH_LLAMA);
-            assert_true(s->hidden == 256 && s->heads == 4 && s->kv_heads == 2 && s->head_dim == 64);
-            assert_true(s->intermediate == 512 && s->layers == 1 && s->vocab == 64 && !s->tie_word_embeddings);
+            assert_int_equal(s->hidden, 256);
+            assert_int_equal(s->heads, 4);
+            assert_int_equal(s->kv_heads, 2);
+            assert_int_equal(s->head_dim, 64);
+            assert_int_equal(s->intermediate, 512);
+            assert_int_equal(s->layers, 1);
+            assert_int_equal(s->vocab, 64);
+            assert_false(s->tie_word_embeddings);
             assert_int_equal(s->params_dtype, QTL_DTYPE_BF16);
             static const char *const qkv[3] = {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
                                                "model.layers.0.self_attn.v_proj"};
@@ -92,8 +98,10 @@ static void test_fixture_schemes(void **state)
                 assert_true(!q.symmetric);
             if (!strcmp(cases[i].fixture, "ct-int8-asym"))
                 assert_true(!q.input_symmetric);
-            if (strstr(cases[i].fixture, "block"))
-                assert_true(q.block[0] == 128 && q.block[1] == 128);
+            if (strstr(cases[i].fixture, "block")) {
+                assert_int_equal(q.block[0], 128);
+                assert_int_equal(q.block[1], 128);
+            }
             qtl_config_close(c);
         }
     }
@@ -120,7 +128,8 @@ static void test_shape_rules(void **state)
     d = write_cfg("qwen2", "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 512, \"num_attention_heads\": 8, "
                            "\"intermediate_size\": 1024, \"num_hidden_layers\": 2, \"vocab_size\": 100}", NULL);
     TU_EXPECT(qtl_config_open(d, NULL, QTL_DTYPE_COUNT, &c), QTL_OK, qtl_config_errmsg(c));
-    assert_true(qtl_config_shape(c)->qkv_bias && qtl_config_shape(c)->kv_heads == 8);
+    assert_true(qtl_config_shape(c)->qkv_bias);
+    assert_int_equal(qtl_config_shape(c)->kv_heads, 8);
     qtl_config_close(c);
     /* errors name the file and the rule */
     d = write_cfg("gpt2", "{\"architectures\": [\"GPT2LMHeadModel\"], \"hidden_size\": 512}", NULL);
@@ -170,7 +179,9 @@ static void test_ct_precedence(void **state)
     assert_int_equal(q.bits, 8);
     assert_int_equal(q.group_size, 0); /* channel */
     qtl_config_layer_quant(c, "model.layers.0.mlp.up_proj", NULL, 0, &q);
-    assert_true(q.scheme == QTL_LS_CT_WNA16 && q.bits == 4 && q.group_size == 128);
+    assert_int_equal(q.scheme, QTL_LS_CT_WNA16);
+    assert_int_equal(q.bits, 4);
+    assert_int_equal(q.group_size, 128);
     assert_int_equal(scheme_of(c, "model.layers.1.mlp.down_proj", NULL, 0), QTL_LS_UNQUANTIZED); /* ignore wins */
     assert_int_equal(scheme_of(c, "lm_head", NULL, 0), QTL_LS_UNQUANTIZED);
     qtl_config_close(c);
@@ -226,7 +237,9 @@ static void test_fp8_and_modelopt(void **state)
     assert_int_equal(qtl_config_method(c), QTL_QM_MODELOPT);
     assert_int_equal(scheme_of(c, "model.layers.0.mlp.down_proj", NULL, 0), QTL_LS_UNQUANTIZED);
     TU_EXPECT(qtl_config_layer_quant(c, "model.layers.1.mlp.down_proj", NULL, 0, &q), QTL_OK, qtl_config_errmsg(c));
-    assert_true(q.scheme == QTL_LS_MODELOPT_NVFP4 && q.group_size == 16 && q.static_input);
+    assert_int_equal(q.scheme, QTL_LS_MODELOPT_NVFP4);
+    assert_int_equal(q.group_size, 16);
+    assert_true(q.static_input);
     qtl_config_close(c);
     d = write_cfg("moalgo", "{" BASE ", \"quantization_config\": {\"quant_method\": \"modelopt\", \"quant_algo\": \"W4A8_AWQ\"}}", NULL);
     TU_EXPECT(qtl_config_open(d, NULL, QTL_DTYPE_COUNT, &c), QTL_ERR_UNSUPPORTED, qtl_config_errmsg(c));

@@ -34,7 +34,6 @@ static void test_nvfp4_worked_example(void **state)
                                        0x57, 0x1B, 0xE0, 0x64, 0x2F, 0xD1, 0xF7, 0xC4};
     /* The producer side, computed here: global 896, local scales 0x7E / 0x71, the nibbles. */
     float global = 448.0f * 6.0f / 3.0f;
-    assert_true(global == 896.0f);
     uint8_t sc[2] = {qtl_f32_to_e4m3(global * 3.0f / 6.0f), qtl_f32_to_e4m3(global * 1.0f / 6.0f)};
     assert_int_equal(sc[0], 0x7E);
     assert_int_equal(sc[1], 0x71);
@@ -58,9 +57,9 @@ static void test_nvfp4_worked_example(void **state)
     for (int fast = 0; fast < 2; fast++) {
         float *o = run(&d, fast, 1);
         for (int c = 0; c < 16; c++) {
-            assert_true(o[c] == want0[c]);
+            TU_EQ_F32_BITS(o[c], want0[c]);
             float want = codes1[c] * (144.0f / 896.0f); /* pinned: scale first, then one multiply */
-            assert_int_equal(f2u(o[16 + c]), f2u(want));
+            TU_EQ_F32_BITS(o[16 + c], want);
             assert_true(fabs((double)o[16 + c] - approx1[c]) < 1e-6);
         }
         free(o);
@@ -68,12 +67,11 @@ static void test_nvfp4_worked_example(void **state)
     /* ModelOpt: same codes, weight_scale_2 = amax / (448 * 6) multiplies. */
     d.scheme = QTL_SCHEME_NVFP4_MODELOPT;
     d.global_scale = 3.0f / 2688.0f;
-    assert_int_equal(f2u(d.global_scale), f2u(0.00111607148f));
     for (int fast = 0; fast < 2; fast++) {
         float *o = run(&d, fast, 1);
         for (int c = 0; c < 16; c++) {
-            assert_int_equal(f2u(o[c]), f2u(want0[c] / 0.5f * (448.0f * d.global_scale)));
-            assert_int_equal(f2u(o[16 + c]), f2u(codes1[c] * (144.0f * d.global_scale)));
+            TU_EQ_F32_BITS(o[c], want0[c] / 0.5f * (448.0f * d.global_scale));
+            TU_EQ_F32_BITS(o[16 + c], codes1[c] * (144.0f * d.global_scale));
             assert_true(fabs((double)o[16 + c] - approx1[c]) < 1e-6);
         }
         free(o);
@@ -116,7 +114,7 @@ static void test_packed_vectors(void **state)
     d.rows = 1, d.cols = 11, d.weight = w3, d.bits = 3;
     o = run(&d, 0, 1);
     for (int c = 0; c < 11; c++)
-        assert_true(o[c] == 3.0f);
+        TU_EQ_F32_BITS(o[c], 3.0f);
     free(o);
 }
 
@@ -325,7 +323,7 @@ static void test_every_scheme(void **state)
         for (int k = 0; k < 3; k++) {
             struct qtl_dequant_desc d = {.scheme = fp4[k], .rows = R, .cols = C, .weight_dtype = QTL_DTYPE_U8,
                                          .scale_dtype = k == 2 ? QTL_DTYPE_U8 : QTL_DTYPE_F8_E4M3,
-                                         .global_scale = k == 1 ? 0.00111607148f : 896.0f};
+                                         .global_scale = k == 1 ? 3.0f / 2688.0f : 896.0f};
             make(&d, &b, 0, 0);
             char what[64];
             snprintf(what, sizeof what, "%s %llux%llu", qtl_dequant_scheme_name(fp4[k]), (unsigned long long)R, (unsigned long long)C);
@@ -337,7 +335,12 @@ static void test_every_scheme(void **state)
     uint16_t h[6] = {0x3C00, 0xC000, 0x7C00, 0x0001, 0x8000, 0x7E00};
     struct qtl_dequant_desc d = {.scheme = QTL_SCHEME_NONE, .rows = 2, .cols = 3, .weight = h, .weight_dtype = QTL_DTYPE_F16};
     float *o = run(&d, 1, 1);
-    assert_true(o[0] == 1.0f && o[1] == -2.0f && isinf(o[2]) && o[3] == ldexpf(1, -24) && signbit(o[4]) && isnan(o[5]));
+    TU_EQ_F32_BITS(o[0], 1.0f);
+    TU_EQ_F32_BITS(o[1], -2.0f);
+    assert_true(isinf(o[2]));
+    TU_EQ_F32_BITS(o[3], ldexpf(1, -24));
+    assert_true(signbit(o[4]));
+    assert_true(isnan(o[5]));
     free(o);
 }
 
@@ -356,7 +359,7 @@ static void test_fp8_all_codes(void **state)
     assert_memory_equal(ref, fast, sizeof(float) * 1024);
     for (int c = 0; c < 256; c++)
         if ((c & 0x7F) != 0x7F)
-            assert_true(ref[c] == qtl_e4m3_to_f32((uint8_t)c));
+            TU_EQ_F32_BITS(ref[c], qtl_e4m3_to_f32((uint8_t)c));
     assert_true(isinf(ref[3 * 256 + 0x7E])); /* 448 * 3e38 overflows like the reference multiply */
     free(ref);
     free(fast);
@@ -376,19 +379,22 @@ static void test_check_errors(void **state)
     d.weight_dtype = QTL_DTYPE_F8_E4M3;
     uint64_t wb, sb, zb;
     assert_int_equal(qtl_dequant_check(&d, &wb, &sb, &zb, msg, sizeof msg), QTL_OK);
-    assert_true(wb == 8 && sb == 4 && zb == 0);
+    TU_EQ_U64(wb, 8);
+    TU_EQ_U64(sb, 4);
+    TU_EQ_U64(zb, 0);
     d.granularity = QTL_SCALE_BLOCK;
     assert_int_equal(qtl_dequant_check(&d, NULL, NULL, NULL, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);
     d.block_rows = 128, d.block_cols = 128;
     assert_int_equal(qtl_dequant_check(&d, &wb, &sb, &zb, msg, sizeof msg), QTL_OK);
-    assert_true(sb == 4);
+    TU_EQ_U64(sb, 4);
     d = (struct qtl_dequant_desc){.scheme = QTL_SCHEME_PACKED_INT, .rows = 2, .cols = 4, .weight = w, .weight_dtype = QTL_DTYPE_I32,
                                   .granularity = QTL_SCALE_GROUP, .group_size = 1, .scale = s, .scale_dtype = QTL_DTYPE_F32, .bits = 4, .g_idx = gi};
     assert_int_equal(qtl_dequant_check(&d, NULL, NULL, NULL, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(msg, "g_idx[3] = 9"));
     gi[3] = 3;
     assert_int_equal(qtl_dequant_check(&d, &wb, &sb, NULL, msg, sizeof msg), QTL_OK);
-    assert_true(wb == 8 && sb == 32);
+    TU_EQ_U64(wb, 8);
+    TU_EQ_U64(sb, 32);
     d.bits = 9;
     assert_int_equal(qtl_dequant_check(&d, NULL, NULL, NULL, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);
     d = (struct qtl_dequant_desc){.scheme = QTL_SCHEME_NVFP4_CT, .rows = 1, .cols = 3, .weight = w, .weight_dtype = QTL_DTYPE_U8,
@@ -399,7 +405,8 @@ static void test_check_errors(void **state)
     assert_int_equal(qtl_dequant_check(&d, NULL, NULL, NULL, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);
     d.scale_dtype = QTL_DTYPE_F8_E4M3;
     assert_int_equal(qtl_dequant_check(&d, &wb, &sb, NULL, msg, sizeof msg), QTL_OK);
-    assert_true(wb == 16 && sb == 2);
+    TU_EQ_U64(wb, 16);
+    TU_EQ_U64(sb, 2);
     float out[32];
     assert_int_equal(qtl_dequant(&d, 0, 2, QTL_DTYPE_F32, out, sizeof out, 1, 1, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);
     assert_int_equal(qtl_dequant(&d, 0, 1, QTL_DTYPE_F32, out, 64, 1, 1, msg, sizeof msg), QTL_ERR_INVALID_ARGUMENT);

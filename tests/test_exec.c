@@ -209,7 +209,8 @@ static void reference(const struct opset *s, const char *const *paths, unsigned 
             continue;
         int fd = open(paths[o->file], O_RDONLY);
         unsigned char *row = malloc(o->row_bytes);
-        assert_true(fd >= 0 && row);
+        assert_true(fd >= 0);
+        assert_non_null(row);
         for (uint64_t r = 0; r < o->rows; r++) {
             unsigned char *to = out + s->dst_off[i] + r * o->dst_pitch;
             if (pread(fd, row, o->row_bytes, (off_t)(o->src_off + r * o->src_pitch)) != (ssize_t)o->row_bytes)
@@ -305,13 +306,15 @@ static void check_threads(const struct opset *s, const char *const *paths, const
         expect_same(s, got, want, what);
         for (size_t i = 0; i < s->n; i++)
             assert_int_equal(res[i].status, QTL_OK);
-        assert_int_equal(st.bytes_kept, kept_of(s));
+        TU_EQ_U64(st.bytes_kept, kept_of(s));
         assert_true(st.bytes_read >= st.bytes_kept);
-        if (t == 1)
+        if (t == 1) {
             first = st;
-        assert_int_equal(st.bytes_read, first.bytes_read);
-        assert_int_equal(st.reads, first.reads);
-        assert_int_equal(st.pieces, first.pieces);
+        } else { /* the same accounting as on 1 thread */
+            TU_EQ_U64(st.bytes_read, first.bytes_read);
+            TU_EQ_U64(st.reads, first.reads);
+            TU_EQ_U64(st.pieces, first.pieces);
+        }
         free(got);
     }
     free(want);
@@ -358,10 +361,10 @@ static void check_stats(struct opset *s, struct expect_stats e)
     struct qtl_exec_cfg cfg = {2, CHUNK, 0, NULL, NULL, NULL};
     TU_EXPECT(exec_set(s, &cfg, &be, got, NULL, &st), QTL_OK, "stats");
     expect_same(s, got, want, "stats");
-    assert_int_equal(st.pieces, e.pieces);
-    assert_int_equal(st.reads, e.reads);
-    assert_int_equal(st.bytes_read, e.bytes_read);
-    assert_int_equal(st.bytes_kept, kept_of(s));
+    TU_EQ_U64(st.pieces, e.pieces);
+    TU_EQ_U64(st.reads, e.reads);
+    TU_EQ_U64(st.bytes_read, e.bytes_read);
+    TU_EQ_U64(st.bytes_kept, kept_of(s));
     free(want);
     free(got);
     free(s);
@@ -476,7 +479,7 @@ static void truncated_after_open(int direct)
         TU_EXPECT(exec_set(s, &cfg, &be, got, res, NULL), QTL_ERR_TRUNCATED, "first failed op");
         for (int i = 0; i < 5; i++) {
             assert_int_equal(res[i].status, want[i].status);
-            assert_int_equal(res[i].at, want[i].at);
+            TU_EQ_U64(res[i].at, want[i].at);
         }
         assert_memory_equal(got + s->dst_off[0], ref + s->dst_off[0], 100);
         assert_memory_equal(got + s->dst_off[4], ref + s->dst_off[4], dst_extent(&s->ops[4]));
@@ -519,7 +522,7 @@ static void test_unsupported_and_invalid(void **state)
                                  QTL_ERR_INVALID_ARGUMENT, QTL_ERR_INVALID_ARGUMENT};
     for (int i = 0; i < 6; i++)
         assert_int_equal(res[i].status, status[i]);
-    assert_int_equal(res[1].at, 74);
+    TU_EQ_U64(res[1].at, 74);
     expect_same(s, got, want, "unsupported");
     struct qtl_xfill bad = {got, 3, 2, {1, 2}};
     assert_int_equal(qtl__exec_run(&cfg, &be, &bad, 1, NULL, 0, NULL, NULL), QTL_ERR_INVALID_ARGUMENT);
@@ -584,13 +587,13 @@ static void test_io_error(void **state)
     assert_int_equal(res[0].status, QTL_OK);
     assert_int_equal(res[1].status, QTL_ERR_IO);
     assert_int_equal(res[1].sys_errno, EIO);
-    assert_int_equal(res[1].at, 1000); /* the sieved block */
+    TU_EQ_U64(res[1].at, 1000); /* the sieved block */
     assert_int_equal(res[2].status, QTL_OK);
     assert_memory_equal(out, data, 1000);
     assert_memory_equal(out + 3000, data + 3000, 1000);
-    assert_int_equal(st.bytes_read, 2000);
+    TU_EQ_U64(st.bytes_read, 2000);
     assert_int_equal(atomic_load(&m.bad_worker), 0);
-    assert_true(m.nworkers >= 1 && m.nworkers <= 3);
+    assert_in_range(m.nworkers, 1, 3);
 }
 
 /* An allocator that remembers its largest request. */
@@ -614,7 +617,8 @@ static void test_straight_reads(void **state)
     (void)state;
     const size_t n = (size_t)1 << 20;
     unsigned char *data = malloc(n), *out = malloc(n);
-    assert_true(data && out);
+    assert_non_null(data);
+    assert_non_null(out);
     for (size_t i = 0; i < n; i++)
         data[i] = (unsigned char)(i * 13 + (i >> 9));
     struct mem_backend m = {data, UINT64_MAX, 0, 0, out, out + n, 0};
@@ -780,11 +784,11 @@ static void test_progress(void **state)
         struct qtl_exec_cfg cfg = {t, CHUNK, 0, NULL, on_progress, &log};
         assert_int_equal(exec_set(s, &cfg, &be, got, NULL, &st), QTL_OK);
         if (t == 1) /* after every piece, then once at the end */
-            assert_int_equal(log.calls, st.pieces + 1);
+            TU_EQ_U64(log.calls, st.pieces + 1);
         assert_int_equal(log.off_main, 0);
         assert_int_equal(log.backwards, 0);
-        assert_int_equal(log.last, log.total);
-        assert_int_equal(log.total, st.bytes_read);
+        TU_EQ_U64(log.last, log.total);
+        TU_EQ_U64(log.total, st.bytes_read);
     }
     free(got);
     free(s);
@@ -840,7 +844,7 @@ static int oom_session(const struct opset *s, const unsigned char *want)
     if (rc == QTL_OK)
         expect_same(s, got, want, "oom session");
     else {
-        assert_int_equal(st.reads, 0);
+        TU_EQ_U64(st.reads, 0);
         for (uint64_t i = 0; i <= s->out_size; i++)
             assert_int_equal(got[i], SENTINEL);
         for (size_t i = 0; i < s->n; i++)

@@ -57,7 +57,8 @@ static void test_table(void **state)
         assert_non_null(id);
         if (!well_formed(id))
             fail_msg("finding %d: ID '%s' is not lowercase words joined by '.' or '-'", f, id);
-        assert_true(doc && doc[0]);
+        assert_non_null(doc);
+        assert_true(doc[0] != '\0');
         assert_true(qtl_finding_severity((enum qtl_finding)f) <= QTL_SEV_ERROR);
         for (int k = 0; k < f; k++)
             if (!strcmp(id, qtl_finding_id((enum qtl_finding)k)))

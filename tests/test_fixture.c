@@ -265,8 +265,8 @@ static void check_config(const char *dir, const char *sc, enum qtl_fixture_arch 
             assert_int_equal(json_integer_value(json_array_get(json_object_get(w, "block_structure"), 1)), 128);
         if (strstr(sc, "nvfp4"))
             assert_string_equal(json_string_value(json_object_get(w, "strategy")), "tensor_group");
-        assert_true(json_is_null(json_object_get(grp, "input_activations")) ==
-                    (!strcmp(sc, "ct-nvfp4a16") || !strncmp(sc, "ct-w", 4)));
+        assert_int_equal(json_is_null(json_object_get(grp, "input_activations")),
+                         !strcmp(sc, "ct-nvfp4a16") || !strncmp(sc, "ct-w", 4));
     } else if (!strncmp(sc, "modelopt", 8)) {
         assert_string_equal(json_string_value(json_object_get(q, "quant_method")), "modelopt");
         const char *algo = strstr(sc, "nvfp4") ? "NVFP4" : "FP8";
@@ -404,6 +404,7 @@ static void test_split_equals_fused_when_shared(void **state)
         } f[2] = {{"model.layers.0.self_attn.qkv_proj", {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
                                                          "model.layers.0.self_attn.v_proj"}, 3},
                   {"model.layers.0.mlp.gate_up_proj", {"model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"}, 2}};
+        int compared = 0;
         for (int k = 0; k < 2; k++)
             for (size_t s = 0; s < sizeof suffixes / sizeof suffixes[0]; s++) {
                 char name[192];
@@ -412,6 +413,7 @@ static void test_split_equals_fused_when_shared(void **state)
                 unsigned char *fb = bytes_of(cp, name, &nf);
                 if (!fb)
                     continue;
+                compared++;
                 int per_tensor = 0;
                 for (int j = 0; j < f[k].n; j++) {
                     snprintf(name, sizeof name, "%s.%s", f[k].split[j], suffixes[s]);
@@ -429,9 +431,11 @@ static void test_split_equals_fused_when_shared(void **state)
                     free(sb);
                 }
                 if (!per_tensor && !strstr(suffixes[s], "zero_point"))
-                    assert_int_equal(off, nf);
+                    TU_EQ_U64(off, nf);
                 free(fb);
             }
+        if (compared < 2) /* at least the weights of qkv_proj and gate_up_proj */
+            fail_msg("%s: %d fused tensor(s) compared, want at least 2", sc, compared);
         /* global / per-tensor scalars are the fused ones */
         static const char *scalars[] = {"weight_global_scale", "weight_scale_2", "input_scale", "input_global_scale"};
         for (size_t s = 0; s < 4; s++) {
@@ -469,7 +473,11 @@ static void test_per_part_differs_and_errors(void **state)
     uint64_t n1, n2;
     unsigned char *a = bytes_of(ck, "model.layers.0.self_attn.q_proj.weight_scale", &n1);
     unsigned char *b = bytes_of(ck, "model.layers.0.self_attn.k_proj.weight_scale", &n2);
-    assert_true(a && b && n1 == 4 && n2 == 4 && memcmp(a, b, 4) != 0);
+    assert_non_null(a);
+    assert_non_null(b);
+    TU_EQ_U64(n1, 4);
+    TU_EQ_U64(n2, 4);
+    assert_memory_not_equal(a, b, 4);
     free(a), free(b);
     qtl_ckpt_close(ck);
     /* same options, same bytes */
@@ -484,7 +492,9 @@ static void test_per_part_differs_and_errors(void **state)
         qtl_ckpt_tensor_at(c1, i, &ti);
         uint64_t x, y;
         unsigned char *p = bytes_of(c1, ti.name, &x), *q = bytes_of(c2, ti.name, &y);
-        assert_true(q && x == y && memcmp(p, q, x) == 0);
+        assert_non_null(q);
+        TU_EQ_U64(y, x);
+        TU_EQ_MEM(q, p, x);
         free(p), free(q);
     }
     qtl_ckpt_close(c1);

@@ -66,6 +66,7 @@ static void test_fused_equals_split_shared(void **state)
 {
     (void)state;
     static const uint32_t tps[] = {1, 2, 4, 8};
+    size_t slots_checked = 0;
     for (size_t si = 0; qtl_fixture_scheme_name(si); si++) {
         const char *sc = qtl_fixture_scheme_name(si);
         if (tu_vllm_refuses(sc))
@@ -86,7 +87,7 @@ static void test_fused_equals_split_shared(void **state)
                     qtl_load_param_at(b, i, &pb);
                     assert_string_equal(pa.name, pb.name);
                     assert_int_equal(pa.dtype, pb.dtype);
-                    assert_int_equal(pa.nbytes, pb.nbytes);
+                    TU_EQ_U64(pa.nbytes, pb.nbytes);
                     if (strstr(pa.name, "weight_shape"))
                         continue; /* vLLM copies the on-disk shape: the last part's vs the fused one */
                     if (memcmp(pa.data, pb.data, (size_t)pa.nbytes) != 0)
@@ -99,13 +100,16 @@ static void test_fused_equals_split_shared(void **state)
                     if (strcmp(pb.kind, "PerTensorScaleParameter") || pb.shape[0] < 2)
                         continue;
                     const float *f = pb.data;
+                    assert_true(f[0] > 0.0f);
                     for (uint64_t k = 1; k < pb.shape[0]; k++)
-                        assert_true(f[k] == f[0] && f[0] > 0.0f);
+                        TU_EQ_F32_BITS(f[k], f[0]);
+                    slots_checked++;
                 }
                 qtl_load_close(a);
                 qtl_load_close(b);
             }
     }
+    assert_true(slots_checked > 0); /* the slot loop saw fused per-tensor scales */
 }
 
 static void test_per_part_slots(void **state)
@@ -119,7 +123,7 @@ static void test_per_part_slots(void **state)
     struct qtl_param_info pi;
     param(l, "model.layers.0.self_attn.qkv_proj.weight_scale", &pi);
     assert_int_equal(pi.ndim, 1);
-    assert_int_equal(pi.shape[0], 3);
+    TU_EQ_U64(pi.shape[0], 3);
     const float *s = pi.data;
     /* slot i = the on-disk scale of projection i (q, k, v) */
     qtl_ckpt_t *ck;
@@ -131,14 +135,15 @@ static void test_per_part_slots(void **state)
         float v;
         assert_int_equal(qtl_ckpt_tensor_find(ck, names[i], &idx), QTL_OK);
         assert_int_equal(qtl_ckpt_read_tensor(ck, idx, &v, 4), QTL_OK);
-        assert_true(s[i] == v);
+        TU_EQ_F32_BITS(s[i], v);
     }
-    assert_true(s[0] != s[1] && s[1] != s[2]);
+    assert_true(s[0] != s[1]);
+    assert_true(s[1] != s[2]);
     /* input_scale too; gate_up has two slots */
     param(l, "model.layers.0.mlp.gate_up_proj.input_scale", &pi);
-    assert_int_equal(pi.shape[0], 2);
+    TU_EQ_U64(pi.shape[0], 2);
     param(l, "model.layers.0.self_attn.o_proj.weight_scale", &pi);
-    assert_int_equal(pi.shape[0], 1);
+    TU_EQ_U64(pi.shape[0], 1);
     qtl_ckpt_close(ck);
     qtl_load_close(l);
 }
@@ -172,8 +177,8 @@ static void test_qkv_rows_and_concat(void **state)
             qtl_load_t *l = load(d, tp, r, QTL_OK);
             struct qtl_param_info pi;
             param(l, "model.layers.0.self_attn.qkv_proj.weight", &pi);
-            assert_int_equal(pi.shape[0], (nh + 2 * nkv) * D);
-            assert_int_equal(pi.shape[1], C);
+            TU_EQ_U64(pi.shape[0], (nh + 2 * nkv) * D);
+            TU_EQ_U64(pi.shape[1], C);
             const uint16_t *w = pi.data;
             uint64_t b = r / rep;
             for (uint64_t row = 0; row < pi.shape[0]; row++) {
@@ -192,7 +197,8 @@ static void test_qkv_rows_and_concat(void **state)
             /* row-parallel o_proj: the rank's column range */
             param(l, "model.layers.0.self_attn.o_proj.weight", &pi);
             uint64_t kpp = H * D / tp;
-            assert_true(pi.shape[0] == C && pi.shape[1] == kpp);
+            TU_EQ_U64(pi.shape[0], C);
+            TU_EQ_U64(pi.shape[1], kpp);
             w = pi.data;
             for (uint64_t row = 0; row < C; row++)
                 for (uint64_t c = 0; c < kpp; c++)
@@ -206,7 +212,7 @@ static void test_qkv_rows_and_concat(void **state)
                     assert_int_equal(w[(n + row) * C + c], qtl_f32_to_bf16(gm[(r * n + row) * C + c]));
             /* vocab 100 padded to 128: rank rows past 100 are zero */
             param(l, "model.embed_tokens.weight", &pi);
-            assert_int_equal(pi.shape[0], 128 / tp);
+            TU_EQ_U64(pi.shape[0], 128 / tp);
             w = pi.data;
             for (uint64_t row = 0; row < pi.shape[0]; row++)
                 if (r * (128 / tp) + row >= 100)
@@ -386,7 +392,7 @@ static void test_worked_examples(void **state)
         qtl_load_t *l = load(d, ex[e].tp, ex[e].rank, QTL_OK);
         struct qtl_param_info pi;
         param(l, "model.layers.0.self_attn.qkv_proj.weight", &pi);
-        assert_int_equal(pi.shape[0], ex[e].rows);
+        TU_EQ_U64(pi.shape[0], ex[e].rows);
         const uint16_t *w = pi.data;
         for (uint64_t r = 0; r < ex[e].q_n; r++)
             for (uint64_t c = 0; c < C; c++)
@@ -400,7 +406,8 @@ static void test_worked_examples(void **state)
     qtl_load_t *l = load(d, 4, 2, QTL_OK);
     struct qtl_param_info pi;
     param(l, "model.layers.0.mlp.gate_up_proj.weight", &pi);
-    assert_true(pi.shape[0] == 7168 && pi.shape[1] == C);
+    TU_EQ_U64(pi.shape[0], 7168);
+    TU_EQ_U64(pi.shape[1], C);
     const uint16_t *w = pi.data;
     for (uint64_t r = 0; r < 3584; r++)
         for (uint64_t c = 0; c < C; c++) {
@@ -502,9 +509,10 @@ static void test_kv_cache_scales(void **state)
     qtl_load_t *l = load(d, 2, 1, QTL_OK);
     struct qtl_param_info pi;
     param(l, "model.layers.0.self_attn.attn.k_scale", &pi);
-    assert_true(pi.ndim == 0 && *(const float *)pi.data == 0.125f);
+    assert_int_equal(pi.ndim, 0);
+    TU_EQ_F32_BITS(*(const float *)pi.data, 0.125f);
     param(l, "model.layers.0.self_attn.attn.v_scale", &pi);
-    assert_true(*(const float *)pi.data == 0.25f);
+    TU_EQ_F32_BITS(*(const float *)pi.data, 0.25f);
     qtl_load_close(l);
 }
 
@@ -555,12 +563,12 @@ static void test_qwen_bias_and_norms(void **state)
         assert_int_equal(qtl_load_run(l), QTL_ERR_CHECKPOINT); /* the norms are not Qwen2's: unmapped */
         struct qtl_param_info pi;
         param(l, "model.layers.0.self_attn.qkv_proj.bias", &pi);
-        assert_int_equal(pi.shape[0], 48);
+        TU_EQ_U64(pi.shape[0], 48);
         const uint16_t *b = pi.data;
         for (int i = 0; i < 16; i++) {
-            assert_true(qtl_bf16_to_f32(b[i]) == (float)(r * 16 + (unsigned)i));
-            assert_true(qtl_bf16_to_f32(b[16 + i]) == -1.0f - (float)((r / 4) * 16 + (unsigned)i));
-            assert_true(qtl_bf16_to_f32(b[32 + i]) == 0.5f * (float)((r / 4) * 16 + (unsigned)i + 1));
+            TU_EQ_F32_BITS(qtl_bf16_to_f32(b[i]), (float)(r * 16 + (unsigned)i));
+            TU_EQ_F32_BITS(qtl_bf16_to_f32(b[16 + i]), -1.0f - (float)((r / 4) * 16 + (unsigned)i));
+            TU_EQ_F32_BITS(qtl_bf16_to_f32(b[32 + i]), 0.5f * (float)((r / 4) * 16 + (unsigned)i + 1));
         }
         assert_true(has_finding(l, "tensor.unmapped", QTL_SEV_ERROR));
         qtl_load_close(l);
@@ -575,7 +583,8 @@ static void test_qwen_bias_and_norms(void **state)
     assert_int_equal(qtl_load_run(l), QTL_ERR_CHECKPOINT); /* Qwen3 has no qkv bias: the biases are unmapped */
     struct qtl_param_info pi;
     param(l, "model.layers.0.self_attn.k_norm.weight", &pi);
-    assert_true(pi.shape[0] == 16 && qtl_bf16_to_f32(((const uint16_t *)pi.data)[15]) == 2.0f);
+    TU_EQ_U64(pi.shape[0], 16);
+    TU_EQ_F32_BITS(qtl_bf16_to_f32(((const uint16_t *)pi.data)[15]), 2.0f);
     size_t unmapped = 0;
     for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
         struct qtl_diag dg;

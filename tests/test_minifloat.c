@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 enum kind { FN, FNUZ, IEEE, UNSIGNED_EXP, PLAIN };
@@ -77,12 +76,14 @@ static void test_decode_exhaustive(void **state)
         int nan, inf;
         double want = ref_decode(c, 5, 10, 15, IEEE, &nan, &inf);
         float got = qtl_f16_to_f32((uint16_t)c);
-        if (nan)
+        if (nan) {
             assert_true(isnan(got));
-        else if (inf)
-            assert_true(isinf(got) && (got < 0) == (want < 0));
-        else if ((double)got != want || !signbit(got) != !signbit(want))
+        } else if (inf) {
+            assert_true(isinf(got));
+            assert_int_equal(got < 0, want < 0);
+        } else if ((double)got != want || !signbit(got) != !signbit(want)) {
             fail_msg("f16 0x%04x: got %.9g, want %.9g", c, (double)got, want);
+        }
         want = ref_decode(c, 8, 7, 127, IEEE, &nan, &inf);
         got = qtl_bf16_to_f32((uint16_t)c);
         if (nan)
@@ -98,41 +99,52 @@ static void test_decode_named(void **state)
 {
     (void)state;
     /* formats.md §5.1 table corners and §5.2-§5.4 */
-    assert_true(qtl_e4m3_to_f32(0x7E) == 448.0f);
-    assert_true(qtl_e4m3_to_f32(0x78) == 256.0f);
-    assert_true(qtl_e4m3_to_f32(0x08) == 0.015625f);
-    assert_true(qtl_e4m3_to_f32(0x01) == ldexpf(1, -9));
-    assert_true(qtl_e4m3_to_f32(0x1D) == 0.1015625f);
-    assert_true(qtl_e4m3_to_f32(0x38) == 1.0f);
-    assert_true(signbit(qtl_e4m3_to_f32(0x80)) && qtl_e4m3_to_f32(0x80) == 0.0f);
-    assert_true(isnan(qtl_e4m3_to_f32(0x7F)) && isnan(qtl_e4m3_to_f32(0xFF)));
-    assert_int_equal(f2u(qtl_e4m3_to_f32(0x7F)), 0x7FC00000u);
-    assert_int_equal(f2u(qtl_e4m3_to_f32(0xFF)), 0xFFC00000u);
-    assert_true(qtl_e4m3fnuz_to_f32(0x7F) == 240.0f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x7E), 448.0f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x78), 256.0f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x08), 0.015625f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x01), ldexpf(1, -9));
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x1D), 0.1015625f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x38), 1.0f);
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x80), -0.0f); /* signbit and == 0: exactly -0 */
+    assert_true(isnan(qtl_e4m3_to_f32(0x7F)));
+    assert_true(isnan(qtl_e4m3_to_f32(0xFF)));
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0x7F), u2f(0x7FC00000u));
+    TU_EQ_F32_BITS(qtl_e4m3_to_f32(0xFF), u2f(0xFFC00000u));
+    TU_EQ_F32_BITS(qtl_e4m3fnuz_to_f32(0x7F), 240.0f);
     assert_true(isnan(qtl_e4m3fnuz_to_f32(0x80)));
-    assert_true(qtl_e4m3fnuz_to_f32(0x08) == ldexpf(1, -7));
-    assert_true(qtl_e5m2_to_f32(0x3C) == 1.0f && qtl_e5m2_to_f32(0x40) == 2.0f && qtl_e5m2_to_f32(0xBC) == -1.0f);
-    assert_true(qtl_e5m2_to_f32(0x38) == 0.5f && qtl_e5m2_to_f32(0x3E) == 1.5f && qtl_e5m2_to_f32(0x42) == 3.0f);
-    assert_true(qtl_e5m2_to_f32(0x7B) == 57344.0f && qtl_e5m2_to_f32(0x7C) == INFINITY);
-    assert_true(qtl_e5m2_to_f32(0xFC) == -INFINITY && isnan(qtl_e5m2_to_f32(0x7D)));
-    assert_true(qtl_e5m2_to_f32(0x01) == ldexpf(1, -16) && qtl_e5m2_to_f32(0x04) == ldexpf(1, -14));
-    assert_true(qtl_e5m2fnuz_to_f32(0x7F) == 57344.0f && isnan(qtl_e5m2fnuz_to_f32(0x80)));
-    assert_true(qtl_e8m0_to_f32(127) == 1.0f && qtl_e8m0_to_f32(0) == ldexpf(1, -127));
-    assert_true(qtl_e8m0_to_f32(254) == ldexpf(1, 127) && isnan(qtl_e8m0_to_f32(255)));
+    TU_EQ_F32_BITS(qtl_e4m3fnuz_to_f32(0x08), ldexpf(1, -7));
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x3C), 1.0f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x40), 2.0f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0xBC), -1.0f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x38), 0.5f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x3E), 1.5f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x42), 3.0f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x7B), 57344.0f);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x7C), INFINITY);
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0xFC), -INFINITY);
+    assert_true(isnan(qtl_e5m2_to_f32(0x7D)));
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x01), ldexpf(1, -16));
+    TU_EQ_F32_BITS(qtl_e5m2_to_f32(0x04), ldexpf(1, -14));
+    TU_EQ_F32_BITS(qtl_e5m2fnuz_to_f32(0x7F), 57344.0f);
+    assert_true(isnan(qtl_e5m2fnuz_to_f32(0x80)));
+    TU_EQ_F32_BITS(qtl_e8m0_to_f32(127), 1.0f);
+    TU_EQ_F32_BITS(qtl_e8m0_to_f32(0), ldexpf(1, -127));
+    TU_EQ_F32_BITS(qtl_e8m0_to_f32(254), ldexpf(1, 127));
+    assert_true(isnan(qtl_e8m0_to_f32(255)));
     static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-    for (int c = 0; c < 16; c++) {
-        assert_true(qtl_e2m1_to_f32((uint8_t)c) == e2m1[c]);
-        assert_int_equal(signbit(qtl_e2m1_to_f32((uint8_t)c)) != 0, c >= 8);
-    }
-    assert_true(qtl_f16_to_f32(0x3C00) == 1.0f && qtl_f16_to_f32(0x7BFF) == 65504.0f);
-    assert_true(qtl_f16_to_f32(0x0001) == ldexpf(1, -24));
-    assert_int_equal(f2u(qtl_f16_to_f32(0x7D01)), 0x7FC00000u | (0x101u << 13)); /* sNaN quieted, payload kept */
-    assert_true(qtl_bf16_to_f32(0x3F80) == 1.0f);
+    for (int c = 0; c < 16; c++) /* bit-exact: value and sign (codes 8..15 negative, 8 is -0) */
+        TU_EQ_F32_BITS(qtl_e2m1_to_f32((uint8_t)c), e2m1[c]);
+    TU_EQ_F32_BITS(qtl_f16_to_f32(0x3C00), 1.0f);
+    TU_EQ_F32_BITS(qtl_f16_to_f32(0x7BFF), 65504.0f);
+    TU_EQ_F32_BITS(qtl_f16_to_f32(0x0001), ldexpf(1, -24));
+    TU_EQ_F32_BITS(qtl_f16_to_f32(0x7D01), u2f(0x7FC00000u | (0x101u << 13))); /* sNaN quieted, payload kept */
+    TU_EQ_F32_BITS(qtl_bf16_to_f32(0x3F80), 1.0f);
     /* F4 in bytes: low nibble = even element */
     const uint8_t packed[1] = {0x9A}; /* element 0 = 0xA (-1), element 1 = 0x9 (-0.5) */
     float two[2];
     assert_int_equal(qtl_to_f32(QTL_DTYPE_F4, packed, 2, two), QTL_OK);
-    assert_true(two[0] == -1.0f && two[1] == -0.5f);
+    TU_EQ_F32_BITS(two[0], -1.0f);
+    TU_EQ_F32_BITS(two[1], -0.5f);
 }
 
 /* ---- encoder oracle ---- */
@@ -285,8 +297,8 @@ static void test_encode_e2m1(void **state)
     static const float in[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 0.3f, 0.6f, 0.9f, 1.3f, 1.8f, 2.7f, 4.5f, 7.0f};
     static const float out[] = {0, 1, 1, 2, 2, 4, 4, 0.5f, 0.5f, 1, 1.5f, 2, 3, 4, 6};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-        assert_true(qtl_e2m1_to_f32(qtl_f32_to_e2m1(in[i])) == out[i]);
-        assert_true(qtl_e2m1_to_f32(qtl_f32_to_e2m1(-in[i])) == -out[i]);
+        TU_EQ_F32_BITS(qtl_e2m1_to_f32(qtl_f32_to_e2m1(in[i])), out[i]);
+        TU_EQ_F32_BITS(qtl_e2m1_to_f32(qtl_f32_to_e2m1(-in[i])), -out[i]);
     }
     assert_int_equal(qtl_f32_to_e2m1(-0.0f), 0x8); /* sign kept, as compressed-tensors */
     assert_int_equal(qtl_f32_to_e2m1(INFINITY), 0x7);
@@ -307,7 +319,8 @@ static void test_encode_f16_bf16(void **state)
     assert_int_equal(qtl_f32_to_f16(0x1p-25f), 0x0000); /* tie to even (0) */
     assert_int_equal(qtl_f32_to_f16(0x1.8p-24f), 0x0002);
     assert_int_equal(qtl_f32_to_f16(-0.0f), 0x8000);
-    assert_true((qtl_f32_to_f16(NAN) & 0x7C00) == 0x7C00 && (qtl_f32_to_f16(NAN) & 0x3FF));
+    assert_int_equal(qtl_f32_to_f16(NAN) & 0x7C00, 0x7C00);
+    assert_int_not_equal(qtl_f32_to_f16(NAN) & 0x3FF, 0);
     build_grid(&G, dec_bf16, 65536);
     run_encoder(&G, enc_bf16, 0x8000, 1, 0x7F80, -130, 127, 2000000, "bf16");
     assert_int_equal(qtl_f32_to_bf16(1.00390625f), 0x3F80);  /* tie to even */
@@ -350,13 +363,17 @@ static void test_bulk(void **state)
     const uint8_t e4[3] = {0x38, 0xB8, 0x7E};
     float out[4];
     assert_int_equal(qtl_to_f32(QTL_DTYPE_F8_E4M3, e4, 3, out), QTL_OK);
-    assert_true(out[0] == 1.0f && out[1] == -1.0f && out[2] == 448.0f);
+    TU_EQ_F32_BITS(out[0], 1.0f);
+    TU_EQ_F32_BITS(out[1], -1.0f);
+    TU_EQ_F32_BITS(out[2], 448.0f);
     const int8_t i8[2] = {-128, 127};
     qtl_to_f32(QTL_DTYPE_I8, i8, 2, out);
-    assert_true(out[0] == -128.0f && out[1] == 127.0f);
+    TU_EQ_F32_BITS(out[0], -128.0f);
+    TU_EQ_F32_BITS(out[1], 127.0f);
     const uint16_t bf[2] = {0x3F80, 0xC000};
     qtl_to_f32(QTL_DTYPE_BF16, bf, 2, out);
-    assert_true(out[0] == 1.0f && out[1] == -2.0f);
+    TU_EQ_F32_BITS(out[0], 1.0f);
+    TU_EQ_F32_BITS(out[1], -2.0f);
     assert_int_equal(qtl_to_f32(QTL_DTYPE_C64, bf, 1, out), QTL_ERR_UNSUPPORTED);
     assert_int_equal(qtl_to_f32(QTL_DTYPE_F6_E2M3, bf, 1, out), QTL_ERR_UNSUPPORTED);
 }

@@ -115,7 +115,7 @@ static void test_ops_every_kind(void **state)
     struct qtl_tensor_info o = tensor(ck, "model.layers.0.self_attn.o_proj.weight");
     assert_int_equal(ops_of(l, "model.layers.0.self_attn.o_proj.weight", ops, 8), 1);
     expect_op(&ops[0], o.name, o.file_offset + 3 * 256 * 2, 1024, 256 * 2, row, 0);
-    assert_int_equal(ops[0].dst_pitch, 256 * 2);
+    TU_EQ_U64(ops[0].dst_pitch, 256 * 2);
     struct qtl_tensor_info dn = tensor(ck, "model.layers.0.mlp.down_proj.weight");
     assert_int_equal(ops_of(l, "model.layers.0.mlp.down_proj.weight", ops, 8), 1);
     expect_op(&ops[0], dn.name, dn.file_offset + 3 * 512 * 2, 1024, 512 * 2, 2048 * 2, 0);
@@ -134,9 +134,9 @@ static void test_ops_every_kind(void **state)
     assert_int_equal(ops_of(l, "model.layers.0.input_layernorm.weight", ops, 8), 1);
     expect_op(&ops[0], n.name, n.file_offset, 1, row, 0, 0);
     /* nothing read: the plan alone */
-    assert_int_equal(qtl_load_bytes_to_read(l), 0);
+    TU_EQ_U64(qtl_load_bytes_to_read(l), 0);
     assert_int_equal(qtl_load_run(l), QTL_OK);
-    assert_int_equal(qtl_load_bytes_read(l), 0);
+    TU_EQ_U64(qtl_load_bytes_read(l), 0);
     qtl_load_close(l);
     qtl_ckpt_close(ck);
 }
@@ -195,14 +195,15 @@ static void test_last_write_wins(void **state)
     float want, got;
     size_t vi;
     unsigned char raw[8];
-    assert_true(vs.nbytes <= sizeof raw && vs.numel == 1);
+    assert_true(vs.nbytes <= sizeof raw);
+    TU_EQ_U64(vs.numel, 1);
     TU_EXPECT(qtl_ckpt_tensor_find(ck, vs.name, &vi), QTL_OK, vs.name);
     TU_EXPECT(qtl_ckpt_read_tensor(ck, vi, raw, (size_t)vs.nbytes), QTL_OK, qtl_ckpt_errmsg(ck));
     assert_int_equal(qtl_to_f32(vs.dtype, raw, 1, &want), QTL_OK);
     struct qtl_param_info pi;
     qtl_load_param_at(l, param_index(l, "model.layers.0.self_attn.qkv_proj.input_scale"), &pi);
     memcpy(&got, pi.data, 4);
-    assert_memory_equal(&got, &want, 4);
+    TU_EQ_F32_BITS(got, want);
     int warned = 0;
     for (size_t i = 0; i < qtl_load_finding_count(l); i++) {
         struct qtl_diag dg;
@@ -229,7 +230,7 @@ static void test_coverage_before_read(void **state)
         found |= !strcmp(dg.id, "scale.unwritten") && dg.severity == QTL_SEV_ERROR;
     }
     assert_true(found);
-    assert_int_equal(qtl_load_bytes_read(l), 0);
+    TU_EQ_U64(qtl_load_bytes_read(l), 0);
     qtl_load_close(l);
 }
 
@@ -243,7 +244,7 @@ static void test_plan_hash(void **state)
     fixture(d2, "ct-int8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_DEFAULT, NULL);
     qtl_load_t *a = plan(d, 2, 0, QTL_READ_NONE), *b = plan(d, 2, 1, QTL_READ_ALL), *c = plan(d, 1, 0, QTL_READ_NONE),
                *e = plan(d2, 2, 0, QTL_READ_NONE);
-    assert_int_equal(qtl_load_plan_hash(a), qtl_load_plan_hash(b));
+    TU_EQ_U64(qtl_load_plan_hash(a), qtl_load_plan_hash(b));
     assert_int_not_equal(qtl_load_plan_hash(a), qtl_load_plan_hash(c));
     assert_int_not_equal(qtl_load_plan_hash(a), qtl_load_plan_hash(e));
     qtl_load_close(a);

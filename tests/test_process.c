@@ -69,7 +69,7 @@ static void test_fp8_requant(void **state)
         assert_true(find(b, "model.layers.0.self_attn.qkv_proj.weight_scale", &s1));
         assert_int_equal(s1.ndim, 0);
         float smax = fmaxf(f32(&s0, 0), fmaxf(f32(&s0, 1), f32(&s0, 2)));
-        assert_true(f32(&s1, 0) == smax);
+        TU_EQ_F32_BITS(f32(&s1, 0), smax);
         /* rows of q (4 heads x 128 at tp=2), k and v (1 head x 128 each) */
         uint64_t part[3] = {4 * 128, 128, 128}, row = 0, K = w0.shape[1];
         const uint8_t *qa = w0.data, *qb = w1.data;
@@ -86,7 +86,8 @@ static void test_fp8_requant(void **state)
         assert_true(changed > 0); /* the slots differ: sub-matrices really were requantized */
         assert_true(find(a, "model.layers.0.self_attn.qkv_proj.input_scale", &i0));
         assert_true(find(b, "model.layers.0.self_attn.qkv_proj.input_scale", &i1));
-        assert_true(i1.ndim == 0 && f32(&i1, 0) == fmaxf(f32(&i0, 0), fmaxf(f32(&i0, 1), f32(&i0, 2))));
+        assert_int_equal(i1.ndim, 0);
+        TU_EQ_F32_BITS(f32(&i1, 0), fmaxf(f32(&i0, 0), fmaxf(f32(&i0, 1), f32(&i0, 2))));
         qtl_load_close(a);
         qtl_load_close(b);
     }
@@ -95,8 +96,8 @@ static void test_fp8_requant(void **state)
     fixture(d, "modelopt-fp8", QTL_FIXTURE_PHI3, QTL_SCALE_LAYOUT_DEFAULT);
     qtl_load_t *a = load(d, 2, 0, 0), *b = load(d, 2, 0, 1);
     struct qtl_param_info w0, w1;
-    find(a, "model.layers.0.mlp.gate_up_proj.weight", &w0);
-    find(b, "model.layers.0.mlp.gate_up_proj.weight", &w1);
+    assert_true(find(a, "model.layers.0.mlp.gate_up_proj.weight", &w0));
+    assert_true(find(b, "model.layers.0.mlp.gate_up_proj.weight", &w1));
     assert_memory_equal(w0.data, w1.data, (size_t)w0.nbytes);
     qtl_load_close(a);
     qtl_load_close(b);
@@ -110,12 +111,15 @@ static void test_int8_and_nvfp4(void **state)
     fixture(d, "ct-int8", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART);
     qtl_load_t *a = load(d, 2, 1, 0), *b = load(d, 2, 1, 1);
     struct qtl_param_info s0, s1, in;
-    find(a, "model.layers.0.mlp.gate_up_proj.weight_scale", &s0);
-    find(b, "model.layers.0.mlp.gate_up_proj.weight_scale", &s1);
-    assert_true(s1.ndim == 2 && s1.shape[0] == 2048 && s1.shape[1] == 1); /* [N, 1]: rows of gate, then up */
+    assert_true(find(a, "model.layers.0.mlp.gate_up_proj.weight_scale", &s0));
+    assert_true(find(b, "model.layers.0.mlp.gate_up_proj.weight_scale", &s1));
+    assert_int_equal(s1.ndim, 2); /* [N, 1]: rows of gate, then up */
+    TU_EQ_U64(s1.shape[0], 2048);
+    TU_EQ_U64(s1.shape[1], 1);
     for (size_t r = 0; r < 2048; r++)
-        assert_true(f32(&s1, r) == f32(&s0, r < 1024 ? 0 : 1));
-    assert_true(find(b, "model.layers.0.mlp.gate_up_proj.input_scale", &in) && in.ndim == 0);
+        TU_EQ_F32_BITS(f32(&s1, r), f32(&s0, r < 1024 ? 0 : 1));
+    assert_true(find(b, "model.layers.0.mlp.gate_up_proj.input_scale", &in));
+    assert_int_equal(in.ndim, 0);
     qtl_load_close(a);
     qtl_load_close(b);
     /* NVFP4, compressed-tensors: values are reciprocated, alpha = 1/igs_raw * 1/wgs_raw */
@@ -124,19 +128,21 @@ static void test_int8_and_nvfp4(void **state)
     a = load(d, 2, 0, 0);
     b = load(d, 2, 0, 1);
     struct qtl_param_info wg, ig, pw, pi, inv, al, w;
-    find(a, "model.layers.0.self_attn.qkv_proj.weight_global_scale", &wg);
-    find(a, "model.layers.0.self_attn.qkv_proj.input_global_scale", &ig);
+    assert_true(find(a, "model.layers.0.self_attn.qkv_proj.weight_global_scale", &wg));
+    assert_true(find(a, "model.layers.0.self_attn.qkv_proj.input_global_scale", &ig));
     assert_true(find(b, "model.layers.0.self_attn.qkv_proj.weight_global_scale", &pw));
     assert_true(find(b, "model.layers.0.self_attn.qkv_proj.input_global_scale", &pi));
     assert_true(find(b, "model.layers.0.self_attn.qkv_proj.input_global_scale_inv", &inv));
     assert_true(find(b, "model.layers.0.self_attn.qkv_proj.alpha", &al));
-    assert_true(find(b, "model.layers.0.self_attn.qkv_proj.weight", &w) && w.dtype == QTL_DTYPE_U8);
+    assert_true(find(b, "model.layers.0.self_attn.qkv_proj.weight", &w));
+    assert_int_equal(w.dtype, QTL_DTYPE_U8);
     assert_false(find(b, "model.layers.0.self_attn.qkv_proj.weight_packed", &w));
     float wmax = fmaxf(f32(&wg, 0), fmaxf(f32(&wg, 1), f32(&wg, 2)));
     float imax = fmaxf(f32(&ig, 0), fmaxf(f32(&ig, 1), f32(&ig, 2)));
-    assert_true(f32(&pw, 0) == 1.0f / wmax);
-    assert_true(f32(&inv, 0) == imax && f32(&pi, 0) == 1.0f / imax);
-    assert_true(f32(&al, 0) == (1.0f / imax) * (1.0f / wmax));
+    TU_EQ_F32_BITS(f32(&pw, 0), 1.0f / wmax);
+    TU_EQ_F32_BITS(f32(&inv, 0), imax);
+    TU_EQ_F32_BITS(f32(&pi, 0), 1.0f / imax);
+    TU_EQ_F32_BITS(f32(&al, 0), (1.0f / imax) * (1.0f / wmax));
     qtl_load_close(a);
     qtl_load_close(b);
     /* ModelOpt: no reciprocal, alpha = max(input_scale) * max(weight_scale_2) */
@@ -144,13 +150,13 @@ static void test_int8_and_nvfp4(void **state)
     fixture(d, "modelopt-nvfp4", QTL_FIXTURE_LLAMA, QTL_SCALE_LAYOUT_PER_PART);
     a = load(d, 1, 0, 0);
     b = load(d, 1, 0, 1);
-    find(a, "model.layers.0.mlp.gate_up_proj.weight_scale_2", &wg);
-    find(a, "model.layers.0.mlp.gate_up_proj.input_scale", &ig);
+    assert_true(find(a, "model.layers.0.mlp.gate_up_proj.weight_scale_2", &wg));
+    assert_true(find(a, "model.layers.0.mlp.gate_up_proj.input_scale", &ig));
     assert_true(find(b, "model.layers.0.mlp.gate_up_proj.alpha", &al));
     assert_true(find(b, "model.layers.0.mlp.gate_up_proj.weight_global_scale", &pw));
     assert_false(find(b, "model.layers.0.mlp.gate_up_proj.weight_scale_2", &w));
-    assert_true(f32(&pw, 0) == fmaxf(f32(&wg, 0), f32(&wg, 1)));
-    assert_true(f32(&al, 0) == fmaxf(f32(&ig, 0), f32(&ig, 1)) * fmaxf(f32(&wg, 0), f32(&wg, 1)));
+    TU_EQ_F32_BITS(f32(&pw, 0), fmaxf(f32(&wg, 0), f32(&wg, 1)));
+    TU_EQ_F32_BITS(f32(&al, 0), fmaxf(f32(&ig, 0), f32(&ig, 1)) * fmaxf(f32(&wg, 0), f32(&wg, 1)));
     qtl_load_close(a);
     qtl_load_close(b);
     /* FP8 block: vLLM 0.32 keeps the name weight_scale_inv and the values (interop vllm part) */
@@ -161,7 +167,8 @@ static void test_int8_and_nvfp4(void **state)
     assert_true(find(a, "model.layers.0.mlp.down_proj.weight_scale_inv", &wg));
     assert_true(find(b, "model.layers.0.mlp.down_proj.weight_scale_inv", &pw));
     assert_false(find(b, "model.layers.0.mlp.down_proj.weight_scale", &w));
-    assert_true(pw.nbytes == wg.nbytes && !memcmp(pw.data, wg.data, (size_t)wg.nbytes));
+    TU_EQ_U64(pw.nbytes, wg.nbytes);
+    TU_EQ_MEM(pw.data, wg.data, (size_t)wg.nbytes);
     qtl_load_close(a);
     qtl_load_close(b);
 }

@@ -41,9 +41,9 @@ static void test_every_file(void **state)
             assert_string_equal(qtl_dtype_name(ti.dtype), rt->dtype);
             assert_int_equal(ti.ndim, rt->ndim);
             for (unsigned d = 0; d < rt->ndim; d++)
-                assert_int_equal(ti.shape[d], rt->shape[d]);
-            assert_int_equal(ti.begin, rt->begin);
-            assert_int_equal(ti.end, rt->end);
+                TU_EQ_U64(ti.shape[d], rt->shape[d]);
+            TU_EQ_U64(ti.begin, rt->begin);
+            TU_EQ_U64(ti.end, rt->end);
             unsigned char *buf = malloc(ti.nbytes + 1);
             assert_int_equal(qtl_st_read_tensor(st, idx, buf, (size_t)ti.nbytes), QTL_OK);
             free(buf);
@@ -88,10 +88,16 @@ static void test_values(void **state)
     float fl[4];
     qtl_st_tensor_find(st, "some_ints", &i);
     assert_int_equal(qtl_st_read_tensor(st, i, ints, 32), QTL_OK);
-    assert_true(ints[0] == -1 && ints[1] == 0 && ints[2] == 1 && ints[3] == 2);
+    assert_int_equal(ints[0], -1);
+    assert_int_equal(ints[1], 0);
+    assert_int_equal(ints[2], 1);
+    assert_int_equal(ints[3], 2);
     qtl_st_tensor_find(st, "some_floats", &i);
     assert_int_equal(qtl_st_read_tensor(st, i, fl, 16), QTL_OK);
-    assert_true(fl[0] == -1.0f && fl[1] == 0.0f && fl[2] == 1.0f && fl[3] == 2.0f);
+    TU_EQ_F32_BITS(fl[0], -1.0f);
+    TU_EQ_F32_BITS(fl[1], 0.0f);
+    TU_EQ_F32_BITS(fl[2], 1.0f);
+    TU_EQ_F32_BITS(fl[3], 2.0f);
     qtl_st_close(st);
     /* torchao: E4M3 -352 288 40 144 -208 448 are bytes FB 79 62 71 F5 7E; BF16 bias 0.0427246 -0.166992 */
     assert_int_equal(qtl_st_open_file(real("torchao__fp8_weights.safetensors"), NULL, &st), QTL_OK);
@@ -110,7 +116,7 @@ static void test_values(void **state)
     /* unpadded 60-byte header */
     assert_int_equal(qtl_st_open_file(real("swift-safetensors__Tests__SafetensorsTests__data.safetensors"), NULL, &st),
                      QTL_OK);
-    assert_int_equal(qtl_st_header_size(st), 60);
+    TU_EQ_U64(qtl_st_header_size(st), 60);
     qtl_st_close(st);
 }
 
@@ -131,7 +137,7 @@ static void test_sharded_index(void **state)
         assert_int_equal(qtl_ckpt_tensor_at(ck, i, &ti), QTL_OK);
         total += ti.nbytes;
     }
-    assert_int_equal(total, 4305); /* metadata.total_size */
+    TU_EQ_U64(total, 4305); /* metadata.total_size */
     size_t i;
     assert_int_equal(qtl_ckpt_tensor_find(ck, "float8_e4m3fn_3", &i), QTL_OK);
     size_t shard;

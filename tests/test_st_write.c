@@ -50,7 +50,6 @@ static void test_vectors(void **state)
     assert_int_equal(qtl_st_writer_add(w, "attn.0", QTL_DTYPE_F32, 3, (uint64_t[]){1, 2, 3}, v, 24), QTL_OK);
     struct membuf m = write_mem(w);
     expect_file(&m, "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}", 64, v, 24);
-    assert_int_equal(m.n, 96);
     free(m.p);
     qtl_st_writer_free(w);
 
@@ -73,7 +72,6 @@ static void test_vectors(void **state)
     assert_int_equal(qtl_st_writer_add(w, "weight", QTL_DTYPE_F4, 2, (uint64_t[]){1, 2}, z, 1), QTL_ERR_DUPLICATE_KEY);
     m = write_mem(w);
     expect_file(&m, "{\"weight\":{\"dtype\":\"F4\",\"shape\":[1,2],\"data_offsets\":[0,1]}}    ", 64, z, 1);
-    assert_int_equal(m.n, 73);
     free(m.p);
     qtl_st_writer_free(w);
 
@@ -82,7 +80,7 @@ static void test_vectors(void **state)
     qtl_st_writer_set_metadata(w, "framework", "pt");
     uint64_t hn;
     assert_int_equal(qtl_st_writer_header_size(w, &hn), QTL_OK);
-    assert_int_equal(hn, 40);
+    TU_EQ_U64(hn, 40);
     m = write_mem(w);
     expect_file(&m, "{\"__metadata__\":{\"framework\":\"pt\"}}     ", 40, NULL, 0);
     free(m.p);
@@ -160,22 +158,22 @@ static void test_roundtrip_every_dtype(void **state)
     qtl_st_t *st;
     TU_EXPECT(qtl_st_open_file(path, NULL, &st), QTL_OK, qtl_st_errmsg(st));
     assert_int_equal(qtl_st_tensor_count(st), QTL_DTYPE_COUNT + 1);
-    assert_int_equal(qtl_st_header_size(st) % 8, 0);
+    TU_EQ_U64(qtl_st_header_size(st) % 8, 0);
     assert_string_equal(qtl_st_metadata_get(st, "format"), "pt");
     uint64_t prev_end = 0;
     for (size_t i = 0; i < qtl_st_tensor_count(st); i++) {
         struct qtl_tensor_info ti;
         qtl_st_tensor_at(st, i, &ti);
-        assert_int_equal(ti.begin, prev_end);
+        TU_EQ_U64(ti.begin, prev_end);
         prev_end = ti.end;
         /* Alignment order: every tensor starts at a multiple of its element size. */
         unsigned bytes = qtl_dtype_bits(ti.dtype) / 8;
         if (bytes)
-            assert_int_equal(ti.begin % bytes, 0);
+            TU_EQ_U64(ti.begin % bytes, 0);
         if (!strcmp(ti.name, "scalar")) {
-            double x;
+            uint64_t x; /* the F64 bits */
             assert_int_equal(qtl_st_read_tensor(st, i, &x, 8), QTL_OK);
-            assert_true(x == 1.0);
+            TU_EQ_U64(x, 0x3FF0000000000000ull); /* 1.0 */
             continue;
         }
         int d = (int)ti.dtype;
