@@ -776,6 +776,21 @@ QTL_API void qtl_fp8_requantize(uint8_t *w, uint64_t rows, uint64_t cols, float 
  *  processed one is never post-processed again. Missing parent directories
  *  of `path` are created. */
 QTL_API int qtl_load_write(qtl_load_t *l, const char *path, const char *source);
+/*! qtl_load_write_vllm() : write the rank's files for vLLM's `--load-format sharded_state`
+ *  into `dir` (vLLM's names, qtl_shard_file_name): exactly the key set of vLLM 0.32's freshly
+ *  created model's state_dict() for this rank — the stage-loaded parameters (tied embeddings
+ *  under lm_head.weight only; zero-element tensors dropped), every attention layer's F32 0-D
+ *  buffers _k_scale/_v_scale/_q_scale/_prob_scale = 1.0, and the KV-cache placeholders of the
+ *  quantization family (fp8 and ModelOpt: q/k/v/prob_scale 0-D -1.0 in the model dtype;
+ *  compressed-tensors: k/v/q_scale F32 [1] 1.0 and k/v/q_zero_point [1] 0), or the
+ *  checkpoint's KV scales under vLLM's names in those dtypes and shapes. A new part starts
+ *  before a tensor that would take the current one past max_file_size bytes (0: one part);
+ *  *nparts gets the count. Metadata: qtl.for=vllm, qtl.vllm (the modelled version), tp, rank,
+ *  pp, pp_rank, stage, dtype, quantization, source, part/parts, kv_scales. Needs a run at read
+ *  level QTL_READ_ALL, not processed (vLLM post-processes what it reads): else
+ *  QTL_ERR_INVALID_ARGUMENT. qtl_load_open reads such a directory back. */
+QTL_API int qtl_load_write_vllm(qtl_load_t *l, const char *dir, const char *source, uint64_t max_file_size,
+                                size_t *nparts);
 QTL_API void qtl_load_close(qtl_load_t *l);
 QTL_API const char *qtl_load_errmsg(const qtl_load_t *l);
 /*! qtl_load_errcode() : @return the status of the last failure (QTL_OK if none; a run

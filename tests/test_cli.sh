@@ -224,5 +224,45 @@ expect 0 "verify --pp 3" -- "$QTL" verify "$TMP/pp" --pp 3 --json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [(s["layer_start"], s["layer_end"]) for s in d["pp"]] == [(0, 1), (1, 2), (2, 3)], d["pp"]' "$TMP/out" \
     && pass=$((pass + 1)) || { echo "FAIL: verify --pp 3 stages"; fails=$((fails + 1)); }
 
+# --for vllm: vLLM's sharded_state key set per rank, parts, non-weight files, and it loads back
+rm -rf "$TMP/sv" "$TMP/sv-out"
+expect 0 "fixture fp8 for sharded_state" -- "$QTL" fixture --arch llama --scheme fp8 --layers 2 --hidden 256 --heads 2 \
+    --kv-heads 2 --intermediate 512 --vocab 200 -o "$TMP/sv"
+printf '{"model_max_length": 8}\n' >"$TMP/sv/tokenizer_config.json"
+expect 0 "shard --for vllm" -- "$QTL" shard "$TMP/sv" --tp 2 --for vllm --max-file-size 200KB -o "$TMP/sv-out"
+expect 2 "shard --for vllm --stage processed is refused" -- "$QTL" shard "$TMP/sv" --tp 2 --for vllm --stage processed -o "$TMP/x"
+contains "$TMP/err" "post-processed twice" "--for vllm --stage processed says why"
+expect 2 "--max-file-size takes a size" -- "$QTL" shard "$TMP/sv" --tp 2 --for vllm --max-file-size 5XB -o "$TMP/x"
+python3 - "$TMP/sv-out" <<'PY' && pass=$((pass + 1)) || { echo "FAIL: --for vllm key set"; fails=$((fails + 1)); }
+import glob, json, os, struct, sys
+d = sys.argv[1]
+assert os.path.isfile(d + "/tokenizer_config.json") and os.path.isfile(d + "/config.json")
+assert not os.path.exists(d + "/model.safetensors.index.json")
+for r in (0, 1):
+    parts = sorted(glob.glob(d + "/model-rank-%d-part-*.safetensors" % r))
+    assert len(parts) > 1, parts
+    keys = {}
+    for p in parts:
+        with open(p, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            h = json.loads(f.read(n))
+        assert os.path.getsize(p) <= 200000 or len(h) == 2, p  # a part over the limit holds one tensor
+        meta = h.pop("__metadata__")
+        assert meta["qtl.for"] == "vllm" and meta["qtl.stage"] == "loaded" and meta["qtl.rank"] == str(r)
+        keys.update(h)
+    for l in (0, 1):  # attention buffers (F32 0-D 1.0) and Fp8's KV placeholders (model dtype 0-D -1.0)
+        a = "model.layers.%d.self_attn.attn." % l
+        for b in ("_k_scale", "_v_scale", "_q_scale", "_prob_scale"):
+            assert keys[a + b]["dtype"] == "F32" and keys[a + b]["shape"] == [], b
+        for b in ("q_scale", "k_scale", "v_scale", "prob_scale"):
+            assert keys[a + b]["dtype"] == "BF16" and keys[a + b]["shape"] == [], b
+    assert "lm_head.weight" in keys and "model.embed_tokens.weight" in keys
+PY
+"$QTL" load "$TMP/sv" --tp 2 --stage loaded --params | grep '^  ' >"$TMP/sv-a.txt"
+"$QTL" load "$TMP/sv-out" --tp 2 --stage loaded --params | grep '^  ' >"$TMP/sv-b.txt"
+cmp -s "$TMP/sv-a.txt" "$TMP/sv-b.txt" && pass=$((pass + 1)) || { echo "FAIL: --for vllm output loads back differently"; fails=$((fails + 1)); }
+expect 0 "verify recognises a sharded_state directory" -- "$QTL" verify "$TMP/sv-out"
+contains "$TMP/out" "vLLM sharded_state directory (tp=2, pp=1, stage loaded" "verify names the layout"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

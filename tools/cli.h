@@ -46,6 +46,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Parse a byte size: digits with an optional KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..)
+ * suffix; 0 on success. */
+int cli_parse_size(const char *s, uint64_t *out);
 /* Parse an unsigned decimal option value; returns 0 on success. */
 int cli_parse_u64(const char *s, unsigned long long *out);
 /* Monotonic clock in seconds. */

@@ -1,16 +1,20 @@
 /* qtl load CKPT --tp T [--pp P] [--rank R] [--plan] [--json] [--threads N] [--direct] [--allow ID]...
- * qtl shard CKPT --tp T [--pp P] [--stage loaded|processed] -o OUT [--allow ID]...
+ * qtl shard CKPT --tp T [--pp P] [--stage loaded|processed | --for vllm [--max-file-size N]] -o OUT [--allow ID]...
  * R is vLLM's global rank, pp_rank * T + tp_rank; VLLM_PP_LAYER_PARTITION is read as vLLM reads it.
  * Load each rank's parameters as vLLM does (stage "loaded", then "processed") and report, or
  * write them as one safetensors file per rank. */
 #include "cli.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct args {
-    const char *ckpt, *out, *stage;
+    const char *ckpt, *out, *stage, *for_engine;
+    uint64_t max_file_size;
+    int stage_given;
     unsigned long long tp, pp, rank, threads;
     const char *pp_partition;
     int has_rank, json, params, plan, direct, check;
@@ -54,6 +58,14 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->allow[a->nallow++] = argv[++i];
         } else if (!strcmp(s, "--stage") && more) {
             a->stage = argv[++i];
+            a->stage_given = 1;
+        } else if (!strcmp(s, "--for") && more && want_out) {
+            a->for_engine = argv[++i];
+            if (strcmp(a->for_engine, "vllm"))
+                return cli_usage_error(cmd, "--for takes vllm");
+        } else if (!strcmp(s, "--max-file-size") && more && want_out) {
+            if (cli_parse_size(argv[++i], &a->max_file_size))
+                return cli_usage_error(cmd, "--max-file-size takes bytes, e.g. 5GiB, 500MB or 1048576");
         } else if (!strcmp(s, "--dtype") && more) {
             const char *d = argv[++i];
             a->dtype = !strcmp(d, "bfloat16") ? QTL_DTYPE_BF16 : !strcmp(d, "float16") ? QTL_DTYPE_F16 : QTL_DTYPE_COUNT;
@@ -73,6 +85,10 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
                        "  vLLM's sharded_state names): vLLM's parameter names, dtypes and per-rank shapes (default\n"
                        "  stage 'processed'), metadata qtl.tp, qtl.rank, qtl.stage, qtl.source (qtl.pp, qtl.pp_rank);\n"
                        "  copies config.json. Nothing is written when a rank has error-level findings.\n"
+                       "  --for vllm: files `vllm serve OUT --load-format sharded_state -tp T` serves as CKPT: stage\n"
+                       "  loaded, exactly the key set of vLLM 0.32's fresh model per rank (attention buffers, KV-cache\n"
+                       "  placeholders, tied embeddings under lm_head.weight), parts of at most --max-file-size\n"
+                       "  (default 5GiB, as vLLM's saver), every non-weight file of CKPT copied (tokenizer, ...).\n"
                        "  VLLM_PP_LAYER_PARTITION=\"a,b,..\" overrides the layer split as in vLLM.\n");
             else
                 printf("usage: qtl load CKPT --tp T [--pp P] [--rank R] [--stage loaded|processed]\n"
@@ -103,6 +119,15 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
         return cli_usage_error(cmd, "--rank must be below --tp x --pp (%llu)", a->tp * a->pp);
     if (strcmp(a->stage, "loaded") && strcmp(a->stage, "processed"))
         return cli_usage_error(cmd, "--stage takes loaded or processed");
+    if (a->for_engine && a->stage_given && strcmp(a->stage, "loaded"))
+        return cli_usage_error(cmd, "--for vllm writes stage loaded: vLLM's sharded_state loader copies the files into a "
+                                    "fresh model and then runs process_weights_after_loading itself, so processed "
+                                    "parameters would be post-processed twice (vllm#41174)");
+    if (a->for_engine) {
+        a->stage = "loaded";
+        if (!a->max_file_size)
+            a->max_file_size = (uint64_t)5 << 30;
+    }
     if (want_out && !a->out)
         return cli_usage_error(cmd, "missing -o OUT");
     return 0;
@@ -335,6 +360,15 @@ int cmd_load(int argc, char **argv)
 /* Write rank r's file into OUT (vLLM's sharded_state name). @return the CLI status. */
 static int write_rank(const struct args *a, qtl_load_t *l, uint32_t r)
 {
+    if (a->for_engine) {
+        size_t parts;
+        int wr = qtl_load_write_vllm(l, a->out, a->ckpt, a->max_file_size, &parts);
+        if (wr)
+            fprintf(stderr, "qtl shard: rank %u: %s\n", r, qtl_load_errmsg(l));
+        else
+            printf("wrote rank %u: %zu part(s) for vLLM's sharded_state in %s\n", r, parts, a->out);
+        return wr ? CLI_FINDINGS : CLI_OK;
+    }
     char path[4200];
     qtl_shard_file_name(path, sizeof path, a->out, r % (uint32_t)a->tp, r / (uint32_t)a->tp, (uint32_t)a->pp, 0);
     int wr = qtl_load_write(l, path, a->ckpt);
@@ -356,21 +390,53 @@ static void refuse_rank(const qtl_load_t *l, uint32_t r)
     fprintf(stderr, "qtl shard: rank %u has error-level findings; nothing written for it\n", r);
 }
 
-/* config.json travels with the shards. */
-static void copy_config(const struct args *a)
+static int copy_file(const char *dir, const char *out, const char *name)
 {
     char src[4200], dst[4200];
-    snprintf(src, sizeof src, "%s/config.json", a->ckpt);
-    snprintf(dst, sizeof dst, "%s/config.json", a->out);
-    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", out, name);
+    FILE *in = fopen(src, "rb"), *o = in ? fopen(dst, "wb") : NULL;
     char buf[65536];
     size_t n;
-    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        fwrite(buf, 1, n, out);
+    int bad = !in || !o;
+    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        bad = fwrite(buf, 1, n, o) != n;
+    bad |= in && ferror(in);
     if (in)
         fclose(in);
-    if (out)
-        fclose(out);
+    if (o && fclose(o))
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "qtl shard: cannot copy %s to %s\n", src, out);
+    return bad;
+}
+
+/* config.json travels with the shards; --for vllm: every non-weight file of the checkpoint
+ * directory too (tokenizer files, generation_config.json, hf_quant_config.json, chat
+ * templates), as vLLM's save_sharded_state example copies them. Weights and their indexes
+ * (*.safetensors, *.bin, *.pt, *.pth, *.index.json) are not copied; nor are sub-directories. */
+static int copy_config(const struct args *a)
+{
+    if (!a->for_engine)
+        return copy_file(a->ckpt, a->out, "config.json");
+    static const char *const weights[] = {".safetensors", ".bin", ".pt", ".pth", ".index.json", ".gguf"};
+    DIR *d = opendir(a->ckpt);
+    int bad = !d;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        int skip = 0;
+        for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++)
+            skip |= cli_ends_with(e->d_name, weights[i]);
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", a->ckpt, e->d_name);
+        if (!skip && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            bad |= copy_file(a->ckpt, a->out, e->d_name);
+    }
+    if (d)
+        closedir(d);
+    return bad;
 }
 
 int cmd_shard(int argc, char **argv)
@@ -396,8 +462,7 @@ int cmd_shard(int argc, char **argv)
         if (st)
             return st;
     }
-    copy_config(&a);
-    return CLI_OK;
+    return copy_config(&a) ? CLI_FINDINGS : CLI_OK;
 }
 
 #ifdef QTL_MPI
@@ -498,8 +563,8 @@ static int mpi_load(const char *cmd, const struct args *a, int shard)
         refuse_rank(l, me);
     if (shard && !agree(cmd, st, &worst)) {
         st = write_rank(a, l, me);
-        if (!agree(cmd, st, &worst) && me == 0)
-            copy_config(a);
+        if (!agree(cmd, st, &worst) && me == 0 && copy_config(a))
+            worst = CLI_FINDINGS;
         qtl_load_close(l);
         return worst;
     }

@@ -256,6 +256,89 @@ static void raw_method(const char *dir, char *name, size_t cap, char *source, si
 
 static int verify(int argc, char **argv);
 
+/* A directory `qtl shard` wrote (vLLM's sharded_state names): its layout from the first
+ * file's metadata, then every rank planned and its scales read, as one report. */
+static int verify_presharded(const char *dir, int json, int strict)
+{
+    char file[4200];
+    int pp_dir = 0;
+    qtl_shard_file_name(file, sizeof file, dir, 0, 0, 1, 0);
+    if (access(file, F_OK) != 0) {
+        qtl_shard_file_name(file, sizeof file, dir, 0, 0, 2, 0);
+        pp_dir = 1;
+    }
+    qtl_st_t *st = NULL;
+    if (qtl_st_open_file(file, NULL, &st) != QTL_OK) {
+        fprintf(stderr, "qtl verify: %s\n", qtl_st_errmsg(st));
+        qtl_st_close(st);
+        return CLI_USAGE;
+    }
+    const char *m_tp = qtl_st_metadata_get(st, "qtl.tp"), *m_pp = qtl_st_metadata_get(st, "qtl.pp");
+    const char *m_for = qtl_st_metadata_get(st, "qtl.for"), *m_stage = qtl_st_metadata_get(st, "qtl.stage");
+    const char *m_src = qtl_st_metadata_get(st, "qtl.source"), *m_v = qtl_st_metadata_get(st, "qtl.vllm");
+    unsigned long tp = m_tp ? strtoul(m_tp, NULL, 10) : 0, pp = m_pp ? strtoul(m_pp, NULL, 10) : 1;
+    char what[512];
+    snprintf(what, sizeof what, "%s (tp=%lu, pp=%lu, stage %s, from %s)",
+             m_for && !strcmp(m_for, "vllm") ? "vLLM sharded_state directory" : "qtl pre-sharded directory", tp, pp,
+             m_stage ? m_stage : "?", m_src && *m_src ? m_src : "?");
+    int bad = !tp || !pp || (pp > 1) != pp_dir;
+    size_t nerr = 0, nwarn = 0;
+    json_t *ranks = json_array(), *fa = json_array();
+    for (unsigned long r = 0; !bad && r < tp * pp; r++) {
+        struct qtl_load_options o = {.tp = (uint32_t)tp, .rank = (uint32_t)(r % tp), .pp = (uint32_t)pp,
+                                     .pp_rank = (uint32_t)(r / tp), .dtype_override = QTL_DTYPE_COUNT,
+                                     .verify = QTL_READ_SCALES};
+        qtl_load_t *l = NULL;
+        int rc = qtl_load_open(dir, &o, &l);
+        if (!rc)
+            qtl_load_run(l);
+        size_t params = rc ? 0 : qtl_load_param_count(l);
+        if (rc) {
+            nerr++;
+            json_array_append_new(fa, json_pack("{s:s, s:s, s:o}", "severity", "error", "id", qtl_finding_id(QTL_FINDING_SHARD_INVALID),
+                                                "message", cli_json_str(qtl_load_errmsg(l))));
+            if (!json)
+                printf("error [%s]: rank %lu: %s\n", qtl_finding_id(QTL_FINDING_SHARD_INVALID), r, qtl_load_errmsg(l));
+        }
+        for (size_t i = 0; !rc && i < qtl_load_finding_count(l); i++) {
+            struct qtl_diag d;
+            qtl_load_finding_at(l, i, &d);
+            nerr += d.severity == QTL_SEV_ERROR;
+            nwarn += d.severity == QTL_SEV_WARNING;
+            json_array_append_new(fa, json_pack("{s:s, s:o, s:o}", "severity", sev_name(d.severity), "id",
+                                                cli_json_str(d.id), "message", cli_json_str(d.message)));
+            if (!json)
+                printf("%s [%s]: rank %lu: %s\n", sev_name(d.severity), d.id, r, d.message);
+        }
+        json_array_append_new(ranks, json_pack("{s:I, s:o, s:b}", "rank", (json_int_t)r, "parameters",
+                                               cli_json_u64(params), "loads", !rc));
+        qtl_load_close(l);
+    }
+    qtl_st_close(st);
+    if (bad) {
+        fprintf(stderr, "qtl verify: %s: no qtl.tp/qtl.pp metadata matching its file names\n", dir);
+        json_decref(ranks);
+        json_decref(fa);
+        return CLI_USAGE;
+    }
+    const char *verdict = nerr ? "errors" : nwarn ? "warnings" : "ok";
+    int out_rc = 0;
+    if (json) {
+        json_t *doc = json_pack("{s:s, s:o, s:{s:o, s:I, s:I, s:o, s:o, s:o}, s:o, s:s}", "schema", "qtl.verify/1",
+                                "checkpoint", cli_json_str(dir), "presharded", "for", cli_json_str(m_for), "tp",
+                                (json_int_t)tp, "pp", (json_int_t)pp, "stage", cli_json_str(m_stage), "vllm",
+                                cli_json_str(m_v), "ranks", ranks, "findings", fa, "verdict", verdict);
+        out_rc = cli_json_dump(doc, JSON_INDENT(2));
+        printf("\n");
+    } else {
+        json_decref(ranks);
+        json_decref(fa);
+        printf("%s: %s; every rank planned and its scales read\n", dir, what);
+        printf("verdict: %s (%zu error(s), %zu warning(s))\n", verdict, nerr, nwarn);
+    }
+    return nerr || (strict && nwarn) || out_rc ? CLI_FINDINGS : CLI_OK;
+}
+
 /* Under mpiexec, rank 0 verifies (headers and scales: nothing worth splitting) and every
  * rank exits with its status; the others only wait for it. */
 int cmd_verify(int argc, char **argv)
@@ -318,6 +401,11 @@ static int verify(int argc, char **argv)
     }
     if (!ckpt)
         return cli_usage_error("verify", "missing CKPT (see qtl verify --help)");
+    char probe[4200], probe_pp[4200];
+    qtl_shard_file_name(probe, sizeof probe, ckpt, 0, 0, 1, 0);
+    qtl_shard_file_name(probe_pp, sizeof probe_pp, ckpt, 0, 0, 2, 0);
+    if (access(probe, F_OK) == 0 || access(probe_pp, F_OK) == 0)
+        return verify_presharded(ckpt, json, strict);
     double t0 = cli_now();
     qtl_ckpt_t *ck = NULL;
     if (qtl_ckpt_open(ckpt, NULL, &ck) != QTL_OK) {

@@ -103,6 +103,29 @@ int cli_parse_u64(const char *s, unsigned long long *out)
     return 0;
 }
 
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {{"", 1},          {"B", 1},          {"KB", 1000ull},        {"MB", 1000000ull},
+                 {"GB", 1000000000ull}, {"TB", 1000000000000ull}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
+                 {"GiB", 1ull << 30},   {"TiB", 1ull << 40}};
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    for (size_t i = 0; !errno && i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            if (v > UINT64_MAX / units[i].mul)
+                return -1;
+            *out = v * units[i].mul;
+            return 0;
+        }
+    return -1;
+}
+
 double cli_now(void)
 {
     struct timespec ts;

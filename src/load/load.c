@@ -80,20 +80,42 @@ static int open_presharded(qtl_load_t *l, const char *path, const struct qtl_loa
         return qtl__fail(&l->err, QTL_ERR_INVALID_ARGUMENT, "%s: pre-sharded for pp=%s stage %s, asked for pp=%u stage %u",
                          file, fpp ? fpp : "1", fstage ? fstage : "0", pp, o->pp_rank);
     l->pre_processed = !strcmp(stage, "processed");
+    const char *fv = qtl_st_metadata_get(l->pre, "qtl.for");
+    l->pre_vllm = fv && !strcmp(fv, "vllm");
+    l->pre_part[0] = l->pre;
+    l->npre = 1;
+    for (uint32_t part = 1;; part++) { /* vLLM globs part-*: every part that exists */
+        qtl_shard_file_name(file, sizeof file, path, o->rank, o->pp_rank, pp, part);
+        if (access(file, F_OK) != 0)
+            break;
+        if (l->npre == sizeof l->pre_part / sizeof l->pre_part[0])
+            return qtl__fail(&l->err, QTL_ERR_CHECKPOINT, "%s: more than %zu parts", file, l->npre);
+        if (qtl_st_open_file(file, &oo, &l->pre_part[l->npre]) != QTL_OK) {
+            int rc = qtl__fail(&l->err, QTL_ERR_OPEN, "%s", qtl_st_errmsg(l->pre_part[l->npre]));
+            qtl_st_close(l->pre_part[l->npre]);
+            l->pre_part[l->npre] = NULL;
+            return rc;
+        }
+        l->npre++;
+    }
     return QTL_OK;
 }
 
 /* Parameters straight from a processed pre-sharded file. */
 static int params_from_file(qtl_load_t *l)
 {
-    size_t n = qtl_st_tensor_count(l->pre);
+    size_t n = 0;
+    for (size_t k = 0; k < l->npre; k++)
+        n += qtl_st_tensor_count(l->pre_part[k]);
     l->m.params = qtl__calloc(&l->al, n ? n : 1, sizeof *l->m.params);
     if (!l->m.params)
         return QTL_ERR_NOMEM;
     l->m.cap = n;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0, k = 0, at = 0; i < n; i++, at++) {
+        while (at >= qtl_st_tensor_count(l->pre_part[k]))
+            k++, at = 0;
         struct qtl_tensor_info ti;
-        qtl_st_tensor_at(l->pre, i, &ti);
+        qtl_st_tensor_at(l->pre_part[k], at, &ti);
         struct lparam *p = &l->m.params[l->m.nparams++];
         if (ti.ndim > QTL_PARAM_DIMS)
             return qtl__fail(&l->err, QTL_ERR_CHECKPOINT, "%s: tensor '%s' has %u dimensions (at most %d)",
@@ -209,7 +231,10 @@ void qtl_load_close(qtl_load_t *l)
     }
     qtl_config_close(l->cfg);
     qtl_ckpt_close(l->ck);
-    qtl_st_close(l->pre);
+    for (size_t k = 0; k < l->npre; k++)
+        qtl_st_close(l->pre_part[k]);
+    if (!l->npre)
+        qtl_st_close(l->pre);
     struct qtl_alloc al = l->al;
     qtl__free(&al, l);
 }

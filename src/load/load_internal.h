@@ -108,6 +108,9 @@ struct pop {
     int superseded;
 };
 
+/* vLLM's sharded_state keys no qtl parameter holds (sharded.c). */
+int qtl__vllm_only_key(const char *name);
+
 /* Folds one linear layer's prefix and scheme into a plan hash (plan.c). */
 uint64_t qtl__hash_layer(uint64_t h, const char *prefix, const struct qtl_layer_quant *q);
 
@@ -152,6 +155,9 @@ struct qtl_load {
     double seconds, process_seconds;
     int planned, ran, processed;
     qtl_st_t *pre;  /* pre-sharded checkpoint: this rank's model-rank-R-part-0.safetensors */
+    qtl_st_t *pre_part[256]; /* its parts (pre_part[0] == pre) */
+    size_t npre;
+    int pre_vllm;            /* written for vLLM's sharded_state (qtl.for = vllm) */
     int pre_processed;
 };
 

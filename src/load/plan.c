@@ -748,34 +748,70 @@ int qtl__plan_build(qtl_load_t *l)
     return finish_plan(l, srcs, m);
 }
 
+/* vLLM's sharded_state name of a qtl parameter: tied embeddings live under lm_head.weight. */
+static struct lparam *presharded_param(qtl_load_t *l, const char *name, int *skip)
+{
+    *skip = 0;
+    struct lparam *p = qtl__find_param(l, name);
+    if (p || !l->pre_vllm)
+        return p;
+    if (!strcmp(name, "lm_head.weight") && l->m.shape.tie_word_embeddings)
+        return qtl__find_param(l, "model.embed_tokens.weight");
+    /* a KV scale the checkpoint gave (listed in qtl.kv_scales), else vLLM's init values */
+    const char *kv = qtl_st_metadata_get(l->pre, "qtl.kv_scales");
+    size_t n = strlen(name);
+    for (const char *q = kv; q && *q;) {
+        const char *c = strchr(q, ',');
+        size_t len = c ? (size_t)(c - q) : strlen(q);
+        if (len == n && !memcmp(q, name, n))
+            return add_kv_scale(l, name);
+        q = c ? c + 1 : q + len;
+    }
+    *skip = qtl__vllm_only_key(name);
+    return NULL;
+}
+
 int qtl__plan_presharded(qtl_load_t *l)
 {
-    if (add_file(l, qtl_st_name(l->pre), qtl_st_file_size(l->pre)))
-        return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < l->npre; k++)
+        if (add_file(l, qtl_st_name(l->pre_part[k]), qtl_st_file_size(l->pre_part[k])))
+            return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     int rc = sizes_fit(l);
     if (rc || (rc = init_params(l)))
         return rc;
-    size_t n = qtl_st_tensor_count(l->pre);
+    size_t n = 0;
+    for (size_t k = 0; k < l->npre; k++)
+        n += qtl_st_tensor_count(l->pre_part[k]);
     struct src *srcs = qtl__calloc(&l->al, n ? n : 1, sizeof *srcs);
     if (!srcs)
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n && l->err.code != QTL_ERR_NOMEM; i++) {
+    for (size_t i = 0, k = 0, at = 0; i < n && l->err.code != QTL_ERR_NOMEM; i++, at++) {
+        while (at >= qtl_st_tensor_count(l->pre_part[k]))
+            k++, at = 0;
         struct src *s = &srcs[i];
-        qtl_st_tensor_at(l->pre, i, &s->ti);
-        s->index = i;
-        struct lparam *p = qtl__find_param(l, s->ti.name);
+        qtl_st_tensor_at(l->pre_part[k], at, &s->ti);
+        s->index = at;
+        s->file = (uint32_t)k;
+        int skip;
+        struct lparam *p = presharded_param(l, s->ti.name, &skip);
+        if (!p && skip)
+            continue;
         if (!p) {
             qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_UNMAPPED, s->ti.file, s->ti.name,
                          "%s: tensor '%s' maps to no parameter of the model", s->ti.file, s->ti.name);
             continue;
         }
-        if (s->ti.dtype != p->dtype || s->ti.numel != qtl__param_numel(p) || s->ti.ndim != p->ndim) {
+        /* a KV scale vLLM holds in the model dtype or as [1] converts into qtl's F32 0-D */
+        int kv_cast = l->pre_vllm && p->ndim == 0 && p->dtype == QTL_DTYPE_F32 && s->ti.numel == 1 &&
+                      qtl__dtype_is_float(s->ti.dtype) && strstr(p->name, ".self_attn.attn.");
+        if (!kv_cast && (s->ti.dtype != p->dtype || s->ti.numel != qtl__param_numel(p) || s->ti.ndim != p->ndim)) {
             qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
                          "%s: tensor '%s' does not match parameter '%s' (%s, %u dims)", s->ti.file, s->ti.name,
                          p->name, qtl_dtype_name(p->dtype), p->ndim);
             continue;
         }
-        if (p->nbytes && push_op(l, p, s, s->ti.file_offset, 1, p->nbytes, p->nbytes, 0, p->nbytes, -1, 0))
+        uint64_t nb = kv_cast ? s->ti.nbytes : p->nbytes;
+        if (p->nbytes && push_op(l, p, s, s->ti.file_offset, 1, nb, nb, 0, p->nbytes, -1, 0))
             break;
         for (uint64_t u = 0; u < p->nunits; u++)
             p->written[u]++;
@@ -803,7 +839,7 @@ const char *qtl__op_tensor(const qtl_load_t *l, const struct pop *o)
 {
     struct qtl_tensor_info ti;
     if (l->pre)
-        return qtl_st_tensor_at(l->pre, o->tensor, &ti) == QTL_OK ? ti.name : NULL;
+        return qtl_st_tensor_at(l->pre_part[o->file], o->tensor, &ti) == QTL_OK ? ti.name : NULL;
     return qtl__ckpt_tensor_name(l->ck, o->tensor);
 }
 
