@@ -9,6 +9,8 @@
 
 #include <mpi.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,88 +67,56 @@ int qtl_dist_agree(qtl_dist_t *d, int local, int *worst, uint32_t *nfailed)
     return QTL_OK;
 }
 
-/* Large-count collectives where MPI-4 has them (buffers of 2 GiB and more). */
-static int gather_bytes(qtl_dist_t *d, const void *mine, uint64_t len, unsigned char *all, const uint64_t *lens,
-                        const uint64_t *offs)
-{
-#if MPI_VERSION >= 4
-    MPI_Count *counts = NULL, *displs = NULL;
-    if (d->rank == 0) {
-        counts = qtl__calloc(&d->al, (size_t)d->size, sizeof *counts);
-        displs = qtl__calloc(&d->al, (size_t)d->size, sizeof *displs);
-        if (!counts || !displs) {
-            qtl__free(&d->al, counts);
-            qtl__free(&d->al, displs);
-            return QTL_ERR_NOMEM;
-        }
-        for (int r = 0; r < d->size; r++) {
-            counts[r] = (MPI_Count)lens[r];
-            displs[r] = (MPI_Aint)offs[r];
-        }
-    }
-    int rc = MPI_Gatherv_c(mine, (MPI_Count)len, MPI_BYTE, all, counts, (const MPI_Aint *)displs, MPI_BYTE, 0,
-                           d->comm);
-    qtl__free(&d->al, counts);
-    qtl__free(&d->al, displs);
-    return rc == MPI_SUCCESS ? QTL_OK : QTL_ERR_IO;
-#else
-    int *counts = NULL, *displs = NULL;
-    if (len > INT_MAX)
-        return QTL_ERR_UNSUPPORTED;
-    if (d->rank == 0) {
-        counts = qtl__calloc(&d->al, (size_t)d->size, sizeof *counts);
-        displs = qtl__calloc(&d->al, (size_t)d->size, sizeof *displs);
-        if (!counts || !displs) {
-            qtl__free(&d->al, counts);
-            qtl__free(&d->al, displs);
-            return QTL_ERR_NOMEM;
-        }
-        for (int r = 0; r < d->size; r++) {
-            if (offs[r] > INT_MAX)
-                return QTL_ERR_UNSUPPORTED;
-            counts[r] = (int)lens[r];
-            displs[r] = (int)offs[r];
-        }
-    }
-    int rc = MPI_Gatherv(mine, (int)len, MPI_BYTE, all, counts, displs, MPI_BYTE, 0, d->comm);
-    qtl__free(&d->al, counts);
-    qtl__free(&d->al, displs);
-    return rc == MPI_SUCCESS ? QTL_OK : QTL_ERR_IO;
+/* MPI-4 large-count collectives: parts of 2 GiB and more. */
+#if MPI_VERSION < 4
+#error "qtl's MPI layer needs MPI-4 (large-count calls): Debian 12's MPICH 4.0 has them"
 #endif
-}
 
 int qtl_dist_gather(qtl_dist_t *d, const void *mine, uint64_t len, void **all, uint64_t **offsets)
 {
     *all = NULL;
     *offsets = NULL;
     uint64_t *lens = NULL, *offs = NULL;
+    MPI_Count *counts = NULL;
+    MPI_Aint *displs = NULL;
     unsigned char *buf = NULL;
     int bad = 0;
+    size_t n = (size_t)d->size;
     if (d->rank == 0) {
-        lens = qtl__calloc(&d->al, (size_t)d->size, sizeof *lens);
-        offs = qtl__calloc(&d->al, (size_t)d->size + 1, sizeof *offs);
-        bad = !lens || !offs;
+        lens = qtl__calloc(&d->al, n, sizeof *lens);
+        offs = qtl__calloc(&d->al, n + 1, sizeof *offs);
+        counts = qtl__calloc(&d->al, n, sizeof *counts);
+        displs = qtl__calloc(&d->al, n, sizeof *displs);
+        bad = !lens || !offs || !counts || !displs;
     }
     uint64_t l64 = len;
     if (MPI_Gather(&l64, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, 0, d->comm) != MPI_SUCCESS)
         bad = 2;
     if (d->rank == 0 && !bad) {
-        for (int r = 0; r < d->size && !bad; r++)
-            bad = qtl__add_u64(offs[r], lens[r], &offs[r + 1]) || offs[r + 1] > SIZE_MAX - 1;
+        for (size_t r = 0; r < n && !bad; r++) {
+            bad = qtl__add_u64(offs[r], lens[r], &offs[r + 1]) || offs[r + 1] > (uint64_t)PTRDIFF_MAX - 1;
+            counts[r] = (MPI_Count)lens[r];
+            displs[r] = (MPI_Aint)offs[r];
+        }
         if (!bad)
-            bad = !(buf = qtl__malloc(&d->al, (size_t)offs[d->size] + 1));
+            bad = !(buf = qtl__malloc(&d->al, (size_t)offs[n] + 1));
     }
-    /* rank 0's allocation decides for everyone: no rank enters the Gatherv alone */
+    /* rank 0's allocations decide for everyone: no rank enters the Gatherv alone */
     int go = !bad;
     MPI_Bcast(&go, 1, MPI_INT, 0, d->comm);
-    int rc = go ? gather_bytes(d, mine, len, buf, lens, offs) : (bad == 2 ? QTL_ERR_IO : QTL_ERR_NOMEM);
+    int rc = !go ? (bad == 2 ? QTL_ERR_IO : QTL_ERR_NOMEM)
+             : MPI_Gatherv_c(mine, (MPI_Count)len, MPI_BYTE, buf, counts, displs, MPI_BYTE, 0, d->comm) == MPI_SUCCESS
+                 ? QTL_OK
+                 : QTL_ERR_IO;
     qtl__free(&d->al, lens);
+    qtl__free(&d->al, counts);
+    qtl__free(&d->al, displs);
     if (rc || d->rank != 0) {
         qtl__free(&d->al, buf);
         qtl__free(&d->al, offs);
         return rc;
     }
-    buf[offs[d->size]] = 0; /* text stays a C string */
+    buf[offs[n]] = 0; /* text stays a C string */
     *all = buf;
     *offsets = offs;
     return QTL_OK;
