@@ -129,3 +129,26 @@ void tu_json_hooks(int on)
 }
 
 int tu_vllm_refuses(const char *scheme) { return !strcmp(scheme, "ct-w4a16-actorder"); }
+
+void tu_expect_same_params(const qtl_load_t *a, const qtl_load_t *b, const char *skip_bytes, const char *what)
+{
+    if (qtl_load_param_count(a) != qtl_load_param_count(b))
+        fail_msg("%s: %zu parameters vs %zu", what, qtl_load_param_count(a), qtl_load_param_count(b));
+    for (size_t i = 0; i < qtl_load_param_count(a); i++) {
+        struct qtl_param_info pa, pb;
+        qtl_load_param_at(a, i, &pa);
+        qtl_load_param_at(b, i, &pb);
+        if (strcmp(pa.name, pb.name) || pa.dtype != pb.dtype || pa.nbytes != pb.nbytes || pa.ndim != pb.ndim)
+            fail_msg("%s: parameter %zu: %s %s %llu bytes vs %s %s %llu bytes", what, i, pa.name,
+                     qtl_dtype_name(pa.dtype), (unsigned long long)pa.nbytes, pb.name, qtl_dtype_name(pb.dtype),
+                     (unsigned long long)pb.nbytes);
+        for (uint32_t d = 0; d < pa.ndim; d++)
+            if (pa.shape[d] != pb.shape[d])
+                fail_msg("%s: %s: dim %u is %llu vs %llu", what, pa.name, d, (unsigned long long)pa.shape[d],
+                         (unsigned long long)pb.shape[d]);
+        if (skip_bytes && strstr(pa.name, skip_bytes))
+            continue;
+        if (pa.nbytes && memcmp(pa.data, pb.data, (size_t)pa.nbytes) != 0)
+            fail_msg("%s: %s differs", what, pa.name);
+    }
+}

@@ -42,6 +42,10 @@ void tu_counter_reset(long fail_at);
 /* Route jansson's global hooks to the same counter (or back to malloc). */
 void tu_json_hooks(int on);
 
+/* Two loads hold the same parameters in the same order: names, dtypes, shapes, bytes
+ * (parameters whose name contains `skip_bytes`, if not NULL, compare all but the bytes). */
+void tu_expect_same_params(const qtl_load_t *a, const qtl_load_t *b, const char *skip_bytes, const char *what);
+
 /* Expect status `want` from `got`, printing the message on mismatch. */
 #define TU_EXPECT(got, want, msg)                                                                          \
     do {                                                                                                   \
