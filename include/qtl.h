@@ -577,7 +577,15 @@ QTL_API int qtl_ckpt_read_block(qtl_ckpt_t *ck, size_t i, uint64_t row0, uint64_
  * class name "Linear"). A fused layer (qkv_proj from q/k/v_proj) is resolved
  * from its parts, which must agree. lm_head is a ParallelLMHead in vLLM, not a
  * linear layer: it always resolves to unquantized. */
-enum qtl_arch { QTL_ARCH_LLAMA = 0, QTL_ARCH_MISTRAL = 1, QTL_ARCH_QWEN2 = 2, QTL_ARCH_QWEN3 = 3, QTL_ARCH_PHI3 = 4 };
+enum qtl_arch {
+    QTL_ARCH_LLAMA = 0,
+    QTL_ARCH_MISTRAL = 1,
+    QTL_ARCH_QWEN2 = 2,
+    QTL_ARCH_QWEN3 = 3,
+    QTL_ARCH_PHI3 = 4,
+    QTL_ARCH_MIXTRAL = 5,  /* MixtralForCausalLM: every layer MoE, experts w1/w2/w3 */
+    QTL_ARCH_QWEN3_MOE = 6 /* Qwen3MoeForCausalLM: gate/up/down experts, dense mlp_only_layers */
+};
 enum qtl_quant_method { QTL_QM_NONE = 0, QTL_QM_FP8 = 1, QTL_QM_CT = 2, QTL_QM_MODELOPT = 3 };
 /* vLLM's per-layer schemes (vllm-loading.md §5.0). */
 enum qtl_layer_scheme {
@@ -602,6 +610,10 @@ struct qtl_model_shape {
     uint32_t hidden, heads, kv_heads, head_dim, intermediate, layers, vocab;
     int tie_word_embeddings, qkv_bias, qk_norm;
     enum qtl_dtype params_dtype; /* torch_dtype bfloat16/float16; float32 or missing: BF16 */
+    /* mixture of experts (0 experts: dense): num_local_experts / num_experts, the experts' I
+     * (Mixtral: intermediate_size; Qwen3-MoE: moe_intermediate_size), num_experts_per_tok,
+     * decoder_sparse_step; which layers are MoE: qtl_config_layer_is_moe */
+    uint32_t experts, moe_intermediate, experts_per_tok, sparse_step;
 };
 struct qtl_layer_quant {
     enum qtl_layer_scheme scheme;
@@ -633,6 +645,9 @@ QTL_API enum qtl_quant_method qtl_config_method(const qtl_config_t *c);
 QTL_API int qtl_config_layer_quant(qtl_config_t *c, const char *prefix, const char *const *parts, size_t nparts,
                                    struct qtl_layer_quant *out);
 QTL_API const char *qtl_layer_scheme_name(enum qtl_layer_scheme s);
+/*! qtl_config_layer_is_moe() : decoder layer `layer` has routed experts (Qwen3-MoE: not in
+ *  mlp_only_layers and (layer + 1) % decoder_sparse_step == 0; Mixtral: every layer). */
+QTL_API int qtl_config_layer_is_moe(const qtl_config_t *c, uint32_t layer);
 QTL_API const char *qtl_arch_name(enum qtl_arch a);
 
 /* ---- loading: plan, then execute (src/load/: model.c, plan.c, load.c; src/exec/exec.c)
@@ -697,6 +712,10 @@ struct qtl_load_options {
      * for vLLM's default split. */
     uint32_t pp, pp_rank;
     const char *pp_partition;
+    /* Expert parallelism (vLLM's --enable-expert-parallel) for MoE models: the tp ranks split
+     * the experts (linear placement, the first E % tp ranks one more) and hold whole experts;
+     * attention stays tensor-parallel. 0: every rank holds I/tp of every expert. */
+    int ep;
 };
 /*! qtl_shard_file_name() : the file of one rank of a pre-sharded directory, as vLLM's
  *  sharded_state loader names them: DIR/model-rank-{tp_rank}-part-{part}.safetensors, or

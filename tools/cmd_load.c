@@ -17,7 +17,7 @@ struct args {
     int stage_given;
     unsigned long long tp, pp, rank, threads;
     const char *pp_partition;
-    int has_rank, json, params, plan, direct, check;
+    int has_rank, json, params, plan, direct, check, ep;
     const char *allow[64];
     size_t nallow;
     enum qtl_dtype dtype;
@@ -48,6 +48,8 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
                 return cli_usage_error(cmd, "--threads takes 1..1024");
         } else if (!strcmp(s, "--direct")) {
             a->direct = 1;
+        } else if (!strcmp(s, "--ep")) {
+            a->ep = 1;
         } else if (!strcmp(s, "--check") && !want_out) {
             a->check = 1;
         } else if (!strcmp(s, "--plan") && !want_out) {
@@ -79,7 +81,7 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
             a->params = 1;
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             if (want_out)
-                printf("usage: qtl shard CKPT --tp T [--pp P] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
+                printf("usage: qtl shard CKPT --tp T [--pp P] [--ep] [--stage loaded|processed] [--dtype bfloat16|float16]\n"
                        "         [--threads N] [--direct] [--allow ID]... -o OUT\n"
                        "  Writes OUT/model-rank-{r}-part-0.safetensors per rank (model-pp-{p}-tp-{r}-part-0 with --pp,\n"
                        "  vLLM's sharded_state names): vLLM's parameter names, dtypes and per-rank shapes (default\n"
@@ -91,7 +93,7 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
                        "  (default 5GiB, as vLLM's saver), every non-weight file of CKPT copied (tokenizer, ...).\n"
                        "  VLLM_PP_LAYER_PARTITION=\"a,b,..\" overrides the layer split as in vLLM.\n");
             else
-                printf("usage: qtl load CKPT --tp T [--pp P] [--rank R] [--stage loaded|processed]\n"
+                printf("usage: qtl load CKPT --tp T [--pp P] [--ep] [--rank R] [--stage loaded|processed]\n"
                        "         [--dtype bfloat16|float16] [--threads N] [--direct] [--allow ID]... [--plan]\n"
                        "         [--json | --params]\n"
                        "  Loads each rank (or rank R) as vLLM does and reports parameters, bytes held and read,\n"
@@ -101,6 +103,7 @@ static int parse(const char *cmd, int argc, char **argv, struct args *a, int wan
                        "  parameter its copy ops, the plan hash; with --json as JSON.\n"
                        "  --threads: reader threads (default: cores); --direct: O_DIRECT reads (buffered where refused).\n"
                        "  --pp P: pipeline stages as vLLM splits the layers (VLLM_PP_LAYER_PARTITION is honoured);\n"
+                       "  --ep: expert parallel (MoE): the tp ranks split the experts, each holds whole experts;\n"
                        "  ranks are vLLM's global ranks, R = pp_rank * T + tp_rank.\n"
                        "  Under mpiexec -n (T x P) each process loads its own rank; rank 0 prints every rank's report\n"
                        "  in rank order; --check also replays every rank's plan on rank 0 and compares the hashes.\n");
@@ -166,6 +169,7 @@ static qtl_load_t *open_rank(const char *cmd, const struct args *a, uint32_t r, 
                                  .pp = (uint32_t)a->pp,
                                  .pp_rank = r / (uint32_t)a->tp,
                                  .pp_partition = a->pp > 1 ? a->pp_partition : NULL,
+                                 .ep = a->ep,
                                  .dtype_override = a->dtype,
                                  .allow = a->allow,
                                  .nallow = a->nallow,

@@ -33,6 +33,7 @@ struct qtl_config {
     size_t ngroups;
     json_t *ignore; /* CT ignore / fp8 ignored_layers / ModelOpt exclude_modules (borrowed) */
     struct qtl_layer_quant global; /* fp8 / ModelOpt: one scheme for every quantized layer */
+    json_t *mlp_only; /* Qwen3-MoE's dense layers (borrowed) */
 };
 
 /* The architectures vLLM 0.32 loads through its Llama-family load_weights
@@ -40,9 +41,17 @@ struct qtl_config {
  * adds (Qwen2 qkv bias, Qwen3 q/k norms) and whether its checkpoints store the
  * fused matrices themselves (Phi-3: qkv_proj, gate_up_proj on disk). */
 static const struct qtl_arch_traits archs[] = {
-    {"LlamaForCausalLM", QTL_ARCH_LLAMA, 0, 0, 0},   {"MistralForCausalLM", QTL_ARCH_MISTRAL, 0, 0, 0},
-    {"Qwen2ForCausalLM", QTL_ARCH_QWEN2, 1, 0, 0},   {"Qwen3ForCausalLM", QTL_ARCH_QWEN3, 0, 1, 0},
-    {"Phi3ForCausalLM", QTL_ARCH_PHI3, 0, 0, 1},
+    {"LlamaForCausalLM", QTL_ARCH_LLAMA, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {"MistralForCausalLM", QTL_ARCH_MISTRAL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {"Qwen2ForCausalLM", QTL_ARCH_QWEN2, 1, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {"Qwen3ForCausalLM", QTL_ARCH_QWEN3, 0, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {"Phi3ForCausalLM", QTL_ARCH_PHI3, 0, 0, 1, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    /* models/mixtral.py: ckpt_names (w1, w2, w3), router built without quant_config */
+    {"MixtralForCausalLM", QTL_ARCH_MIXTRAL, 0, 0, 0, "block_sparse_moe", "w1", "w2", "w3", "num_local_experts",
+     "intermediate_size", 0},
+    /* models/qwen3_moe.py: gate_proj/down_proj/up_proj, router with quant_config, q/k norms */
+    {"Qwen3MoeForCausalLM", QTL_ARCH_QWEN3_MOE, 0, 1, 0, "mlp", "gate_proj", "down_proj", "up_proj", "num_experts",
+     "moe_intermediate_size", 1},
 };
 
 const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a)
@@ -51,6 +60,17 @@ const struct qtl_arch_traits *qtl__arch_traits(enum qtl_arch a)
         if (archs[i].arch == a)
             return &archs[i];
     return NULL;
+}
+
+int qtl_config_layer_is_moe(const qtl_config_t *c, uint32_t layer)
+{
+    const struct qtl_model_shape *s = &c->shape;
+    if (!s->experts || layer >= s->layers)
+        return 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(c->mlp_only, i, v) if (json_integer_value(v) == (json_int_t)layer) return 0;
+    return s->sparse_step && (layer + 1) % s->sparse_step == 0;
 }
 
 const char *qtl_arch_name(enum qtl_arch a)
@@ -129,6 +149,24 @@ static int parse_shape(qtl_config_t *c, enum qtl_dtype dtype_override)
     s->tie_word_embeddings = json_is_true(json_object_get(c->root, "tie_word_embeddings"));
     s->qkv_bias = at->qkv_bias;
     s->qk_norm = at->qk_norm;
+    if (at->moe_block) {
+        if ((rc = get_u32(c, at->experts_key, &s->experts, 1)) ||
+            (rc = get_u32(c, at->moe_inter_key, &s->moe_intermediate, 1)) ||
+            (rc = get_u32(c, "num_experts_per_tok", &s->experts_per_tok, 1)))
+            return rc;
+        s->sparse_step = 1;
+        if (at->arch == QTL_ARCH_QWEN3_MOE && (rc = get_u32(c, "decoder_sparse_step", &s->sparse_step, 0)) < 0)
+            return rc;
+        json_t *only = json_object_get(c->root, "mlp_only_layers");
+        if (only && !json_is_array(only))
+            return qtl__fail(&c->err, QTL_ERR_JSON, "%s/config.json: \"mlp_only_layers\" must be a list of layer indices",
+                             c->dir);
+        size_t i;
+        json_t *v;
+        json_array_foreach(only, i, v) if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return qtl__fail(&c->err, QTL_ERR_JSON, "%s/config.json: mlp_only_layers[%zu] is not a layer index", c->dir, i);
+        c->mlp_only = only;
+    }
     const char *td = json_string_value(json_object_get(c->root, "torch_dtype"));
     if (!td)
         td = json_string_value(json_object_get(c->root, "dtype"));

@@ -21,7 +21,9 @@ enum pkind {
     PK_ROW,          /* RowvLLMParameter (g_idx): input_dim 0 */
     PK_BASE,         /* BasevLLMParameter: whole copy, last write wins */
     PK_VOCAB,        /* VocabParallelEmbedding / ParallelLMHead rows */
-    PK_REPLICATED    /* norms */
+    PK_REPLICATED,   /* norms, MoE routers */
+    PK_MOE_SLOT,     /* per-expert per-tensor slots: w13 [E_l, 2] (w1, w3), w2 [E_l] */
+    PK_MOE_SINGLE    /* per-expert one value w1 and w3 both write (input_scale [E_l]): last wins */
 };
 
 enum lkind { LK_QKV, LK_MERGED, LK_ROW };
@@ -61,6 +63,17 @@ struct lparam {
     char first_src[192]; /* first checkpoint tensor written into it */
     int differs;         /* whole-overwrite params: a later write changed the value */
     int blocked;         /* a tensor meant for it lives in a shard that could not be read */
+    int moe;             /* 1 + index of its MoE layer (0: not an expert parameter) */
+    int moe_w13;         /* w13_* (else w2_*) */
+    int fill_ones;       /* torch.ones: F32 1.0 before any write */
+    long *unit_op;       /* PK_MOE_SINGLE: the op that last wrote each unit (-1: none) */
+};
+
+/* A layer's routed experts (moe.c). */
+struct moe_layer {
+    char prefix[160]; /* model.layers.L.<block> */
+    struct qtl_layer_quant q;
+    uint32_t layer;
 };
 
 struct lmodel {
@@ -75,6 +88,11 @@ struct lmodel {
     uint64_t scheme_hash; /* every layer's scheme, whichever stage holds it */
     uint32_t nh, nkv, replicas;
     uint64_t vocab_pp;
+    int ep;                              /* enable_expert_parallel */
+    uint32_t e_local, e_start;           /* this rank's experts [e_start, e_start + e_local) */
+    uint32_t moe_tp, moe_rank;           /* the experts' tp split (1, 0 with EP) */
+    struct moe_layer *moe;
+    size_t nmoe, moecap;
     struct llayer *layers;
     size_t nlayers, lcap;
     struct lparam *params;
@@ -106,6 +124,7 @@ struct pop {
     uint64_t src_off, rows, row_bytes, src_pitch;
     uint64_t dst_off, dst_pitch; /* in the parameter, or in the shadow area when superseded */
     int superseded;
+    uint64_t cmp_off; /* superseded: where in the parameter the winner's bytes are */
 };
 
 /* vLLM's sharded_state keys no qtl parameter holds (sharded.c). */
@@ -225,9 +244,14 @@ int qtl__process_ct_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_
 int qtl__process_modelopt_nvfp4(struct lmodel *m, const struct llayer *ly, int *slots_differ);
 
 int qtl__model_build(struct lmodel *m);
+/* MoE (moe.c): the expert placement, one layer's router and experts, expert tensor names. */
+void qtl__moe_layout(struct lmodel *m);
+int qtl__moe_layer(struct lmodel *m, uint32_t li);
+int qtl__moe_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard, uint32_t *expert);
 /* Append a zeroed parameter (pointers into m->params move). NULL: out of memory. */
 struct lparam *qtl__model_grow(struct lmodel *m);
-int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard);
+/* *expert: the global expert of a MoE tensor (QTL_NO_EXPERT otherwise); may be NULL. */
+int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard, uint32_t *expert);
 /* Give p an owned buffer of n bytes (the old one freed when p owned it). NULL: out of memory. */
 unsigned char *qtl__param_new_data(struct lmodel *m, struct lparam *p, uint64_t n);
 void qtl__param_release(struct lmodel *m, struct lparam *p);

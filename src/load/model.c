@@ -372,9 +372,14 @@ int qtl__model_build(struct lmodel *m)
     const struct qtl_model_shape *s = &m->shape;
     uint32_t tp = m->tp;
     uint64_t H = s->heads, Hkv = s->kv_heads, D = s->head_dim;
+    int dense_mlp = 0;
+    for (uint32_t li = 0; li < s->layers && !dense_mlp; li++)
+        dense_mlp = !qtl_config_layer_is_moe(m->cfg, li);
     if (!divides(m, QTL_FINDING_TP_HEADS, "num_attention_heads", H, tp) ||
-        !divides(m, QTL_FINDING_TP_INTERMEDIATE, "intermediate_size", s->intermediate, tp))
+        (dense_mlp && !divides(m, QTL_FINDING_TP_INTERMEDIATE, "intermediate_size", s->intermediate, tp)))
         return m->err->code;
+    if (s->experts)
+        qtl__moe_layout(m);
     if (tp >= Hkv) {
         if (!divides(m, QTL_FINDING_TP_KV_HEADS, "tp over num_key_value_heads", tp, Hkv))
             return m->err->code;
@@ -434,6 +439,11 @@ int qtl__model_build(struct lmodel *m)
         snprintf(pre, sizeof pre, "model.layers.%u.self_attn.o_proj", li);
         if ((rc = add_layer(m, pre, LK_ROW, o, 1, H * D, NULL, 0)))
             return rc;
+        if (qtl_config_layer_is_moe(m->cfg, li)) {
+            if ((rc = qtl__moe_layer(m, li)))
+                return rc;
+            continue;
+        }
         uint64_t gu[2] = {s->intermediate, s->intermediate};
         snprintf(pre, sizeof pre, "model.layers.%u.mlp.gate_up_proj", li);
         snprintf(a, sizeof a, "model.layers.%u.mlp.gate_proj", li);
@@ -461,8 +471,12 @@ int qtl__model_build(struct lmodel *m)
 
 /* Checkpoint name -> vLLM parameter name and shard id (Llama's load_weights:
  * stacked_params_mapping; fused-on-disk names fall through with id None). */
-int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard)
+int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t cap, int *shard, uint32_t *expert)
 {
+    uint32_t e_ = QTL_NO_EXPERT;
+    if (!expert)
+        expert = &e_;
+    *expert = QTL_NO_EXPERT;
     static const struct {
         const char *fused, *ckpt;
         int id;
@@ -476,6 +490,8 @@ int qtl__model_map(const struct lmodel *m, const char *name, char *param, size_t
         return MAP_SKIP;
     if (m->shape.tie_word_embeddings && !strcmp(name, "lm_head.weight"))
         return MAP_SKIP;
+    if (qtl__moe_map(m, name, param, cap, shard, expert)) /* before the stacked gate/up names */
+        return MAP_PARAM;
     /* KV-cache scales (maybe_remap_kv_scale_name / get_cache_scale run first,
      * errata §11 item 2): self_attn.{k,v,q}_scale, self_attn.{k,v,q}_proj.{k,v,q}_scale
      * (ModelOpt) and self_attn.{k,v,q}_proj.output_scale (compressed-tensors,

@@ -6,6 +6,7 @@
  * here, before the executor moves anything (vllm-loading.md §2-§4, §9, §11,
  * §12; architecture.md step 2). */
 #include "load_internal.h"
+#include "arch.h"
 #include "format.h"
 
 #include <math.h>
@@ -29,7 +30,12 @@ static uint64_t cols_of(const struct qtl_tensor_info *ti)
 }
 /* A parameter is rows of its last dimension: [L] is L one-element rows, [N, K]
  * N rows of K, [E, N, K] E * N rows of K. Coverage counts rows. */
-static uint64_t pcols(const struct lparam *p) { return p->ndim >= 2 ? p->shape[p->ndim - 1] : 1; }
+static uint64_t pcols(const struct lparam *p)
+{
+    if (p->kind == PK_MOE_SLOT || p->kind == PK_MOE_SINGLE) /* one unit per slot */
+        return 1;
+    return p->ndim >= 2 ? p->shape[p->ndim - 1] : 1;
+}
 
 uint64_t qtl__param_numel(const struct lparam *p)
 {
@@ -97,6 +103,7 @@ static void to_shadow(qtl_load_t *l, struct pop *o)
 {
     uint64_t n = op_dst_bytes(l, o);
     o->superseded = 1;
+    o->cmp_off = o->dst_off;
     o->dst_off = l->shadow_bytes;
     o->dst_pitch = o->rows > 1 ? n / o->rows : o->dst_pitch;
     l->shadow_bytes += (n + 63) & ~(uint64_t)63;
@@ -110,7 +117,7 @@ static int push_op(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     struct pop *o = &l->ops[l->nops];
     *o = (struct pop){(uint32_t)s->index, s->file, (uint32_t)(p - l->m.params), QTL_NO_EXPERT, slot, s->ti.dtype,
-                      src_off, rows, row_bytes, src_pitch, dst_off, dst_pitch, 0};
+                      src_off, rows, row_bytes, src_pitch, dst_off, dst_pitch, 0, 0};
     uint64_t total = op_dst_bytes(l, o);
     if (rows > 1 && row_bytes == src_pitch && dst_pitch == total / rows) { /* contiguous: one run */
         o->row_bytes *= rows;
@@ -310,8 +317,123 @@ static int emit_fused(qtl_load_t *l, struct lparam *p, const struct llayer *ly, 
     return QTL_OK;
 }
 
-static int emit_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int shard)
+/* Bytes of a tensor straight into units [dst_row, +nmark) of p: `rows` rows of `row_bytes`,
+ * `pitch` apart from absolute file offset src_off (fused-on-disk experts). */
+static int emit_raw(qtl_load_t *l, struct lparam *p, const struct src *s, uint64_t src_off, uint64_t rows,
+                    uint64_t row_bytes, uint64_t pitch, uint64_t dst_row, uint64_t nmark)
 {
+    uint64_t prow = pcols(p) * qtl_dtype_bits(p->dtype) / 8;
+    int twice = 0;
+    for (uint64_t u = dst_row; u < dst_row + nmark && u < p->nunits; u++)
+        twice |= p->written[u] > 0;
+    int rc = push_op(l, p, s, src_off, rows, row_bytes, pitch, dst_row * prow, row_bytes, -1, twice);
+    for (uint64_t u = dst_row; !rc && u < dst_row + nmark && u < p->nunits; u++)
+        p->written[u]++;
+    if (!rc && !p->first_src[0])
+        snprintf(p->first_src, sizeof p->first_src, "%s", s->ti.name);
+    return rc;
+}
+
+/* transformers v5's fused experts, [E, 2I, H] gate_up (chunk 0 = w1 = gate, 1 = w3 = up) and
+ * [E, H, I] down (routed_experts.py:998-1048): unbound into experts, narrowed per half. */
+static int emit_moe_fused(qtl_load_t *l, struct lparam *p, const struct src *s, int shard)
+{
+    const struct lmodel *m = &l->m;
+    uint64_t E = m->shape.experts, I = m->shape.moe_intermediate, H = m->shape.hidden, Ip = I / m->moe_tp;
+    uint64_t es = qtl_dtype_bits(p->dtype) / 8;
+    int up = shard == 3;
+    if (p->kind != PK_MODEL_WEIGHT || p->dtype != s->ti.dtype || p->ndim != 3)
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+                            "%s: tensor '%s': experts fused on disk are loaded as %s weights only, not into '%s'",
+                            s->ti.file, s->ti.name, qtl_dtype_name(p->dtype), p->name);
+    uint64_t want1 = up ? 2 * I : H, want2 = up ? H : I;
+    if (s->ti.ndim != 3 || s->ti.shape[0] != E || s->ti.shape[1] != want1 || s->ti.shape[2] != want2)
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+                            "%s: fused experts '%s' must be [%llu, %llu, %llu]", s->ti.file, s->ti.name,
+                            (unsigned long long)E, (unsigned long long)want1, (unsigned long long)want2);
+    for (uint64_t e = 0; e < m->e_local; e++) {
+        uint64_t g = m->e_start + e, base = s->ti.file_offset + g * want1 * want2 * es;
+        int rc;
+        if (up) {
+            uint64_t R = 2 * Ip;
+            rc = emit_raw(l, p, s, base + m->moe_rank * Ip * H * es, 1, Ip * H * es, Ip * H * es, e * R, Ip);
+            if (!rc)
+                rc = emit_raw(l, p, s, base + (I + m->moe_rank * Ip) * H * es, 1, Ip * H * es, Ip * H * es,
+                              e * R + Ip, Ip);
+        } else {
+            rc = emit_raw(l, p, s, base + m->moe_rank * Ip * es, H, Ip * es, I * es, e * H, H);
+        }
+        if (rc)
+            return rc;
+    }
+    return QTL_OK;
+}
+
+/* One per-expert tensor into its routed-experts parameter (RoutedExperts.weight_loader):
+ * w1/w3 rows narrowed by the MoE tp into rows [0, S) / [S, 2S) of the expert's w13 slab, w2
+ * columns narrowed; per-tensor slots [e][0|1] and [e]; input scales one slot per expert, the
+ * last write in load order kept. Another rank's expert (EP) is not loaded. */
+static int emit_moe(qtl_load_t *l, struct lparam *p, const struct src *s, int shard, uint32_t g)
+{
+    const struct lmodel *m = &l->m;
+    if (g == QTL_NO_EXPERT)
+        return emit_moe_fused(l, p, s, shard);
+    if (g >= m->shape.experts)
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_UNMAPPED, s->ti.file, s->ti.name,
+                            "%s: tensor '%s' is expert %u, the config has %u experts (0..%u)", s->ti.file, s->ti.name,
+                            g, m->shape.experts, m->shape.experts - 1);
+    if (g < m->e_start || g >= m->e_start + m->e_local)
+        return QTL_OK;
+    uint64_t e = g - m->e_start;
+    if (p->kind == PK_MOE_SLOT || p->kind == PK_MOE_SINGLE) {
+        if (s->ti.numel != 1)
+            return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_SCALE_VECTOR, s->ti.file, s->ti.name,
+                                "%s: tensor '%s' has %llu elements; a per-expert per-tensor scale must be 0-D or [1] "
+                                "(vLLM reshapes it to ())",
+                                s->ti.file, s->ti.name, (unsigned long long)s->ti.numel);
+        uint64_t u = p->kind == PK_MOE_SLOT && p->moe_w13 ? e * 2 + (shard == 1) : e;
+        if (p->kind == PK_MOE_SINGLE) { /* param[e] = loaded: the earlier write only feeds the comparison */
+            if (!p->unit_op) {
+                p->unit_op = qtl__malloc(&l->al, (size_t)p->nunits * sizeof *p->unit_op);
+                if (!p->unit_op)
+                    return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
+                for (uint64_t k = 0; k < p->nunits; k++)
+                    p->unit_op[k] = -1;
+            }
+            if (p->unit_op[u] >= 0) {
+                to_shadow(l, &l->ops[p->unit_op[u]]);
+                p->written[u]--;
+            }
+        }
+        int rc = emit(l, p, s, 0, 1, 0, 1, u, u, 1, p->kind == PK_MOE_SLOT ? shard == 1 : -1);
+        if (!rc && p->kind == PK_MOE_SINGLE)
+            p->unit_op[u] = (long)l->nops - 1;
+        return rc;
+    }
+    uint64_t R = p->shape[1], C = p->shape[2], sr = rows_of(&s->ti), sc = s->ti.ndim == 2 ? s->ti.shape[1] : 0;
+    if (p->moe_w13) {
+        uint64_t half = R / 2, n = sr / m->moe_tp;
+        if (s->ti.ndim != 2 || sc != C || sr % m->moe_tp || n != half)
+            return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+                                "%s: tensor '%s' is [%llu, %llu]; '%s' takes [%llu x %u, %llu] per expert and projection",
+                                s->ti.file, s->ti.name, (unsigned long long)sr, (unsigned long long)sc, p->name,
+                                (unsigned long long)half, m->moe_tp, (unsigned long long)C);
+        uint64_t row = e * R + (shard == 1 ? half : 0);
+        return emit(l, p, s, m->moe_rank * n, n, 0, C, row, row, half, -1);
+    }
+    uint64_t n = sc / m->moe_tp;
+    if (s->ti.ndim != 2 || sr != R || sc % m->moe_tp || n != C)
+        return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
+                            "%s: tensor '%s' is [%llu, %llu]; '%s' takes [%llu, %llu x %u] per expert", s->ti.file,
+                            s->ti.name, (unsigned long long)sr, (unsigned long long)sc, p->name,
+                            (unsigned long long)R, (unsigned long long)C, m->moe_tp);
+    return emit(l, p, s, 0, R, m->moe_rank * n, n, e * R, e * R, R, -1);
+}
+
+static int emit_tensor(qtl_load_t *l, struct lparam *p, const struct src *s, int shard, uint32_t expert)
+{
+    if (p->moe)
+        return emit_moe(l, p, s, shard, expert);
     if (p->kind == PK_VOCAB)
         return emit_vocab(l, p, s);
     if (p->kind == PK_REPLICATED || p->layer < 0)
@@ -391,8 +513,54 @@ static void describe_units(const struct llayer *ly, const struct lparam *p, size
  * absent, naming that tensor (the module's name + the parameter's suffix: the stacked names of
  * model.c map q/k/v and gate/up onto the fused layer, the suffix is kept) and the slots or rows
  * of the fused parameter it should have filled. */
+/* An unwritten expert parameter in the checkpoint's terms: per expert and projection, the
+ * absent on-disk tensor (at most 8 named, then a count). */
+static void report_moe_unwritten(qtl_load_t *l, const struct lparam *p)
+{
+    const struct lmodel *m = &l->m;
+    const struct moe_layer *ml = &m->moe[p->moe - 1];
+    const struct qtl_arch_traits *at = qtl__arch_traits(m->shape.arch);
+    const char *suffix = strstr(p->name, ".routed_experts.") + 16;
+    suffix += p->moe_w13 ? 4 : 3; /* after w13_ / w2_ */
+    uint64_t per = p->nunits / (m->e_local ? m->e_local : 1), named = 0, more = 0;
+    for (uint64_t e = 0; e < m->e_local; e++)
+        for (int half = 0; half < (p->moe_w13 && p->kind != PK_MOE_SINGLE ? 2 : 1); half++) {
+            uint64_t u0 = e * per + (uint64_t)half * (per / 2), n = p->moe_w13 && p->kind != PK_MOE_SINGLE ? per / 2 : per;
+            uint64_t miss = 0;
+            for (uint64_t u = u0; u < u0 + n; u++)
+                miss += p->written[u] == 0;
+            if (!miss)
+                continue;
+            if (named++ >= 8) {
+                more++;
+                continue;
+            }
+            const char *proj = !p->moe_w13 ? at->ckpt_w2 : half ? at->ckpt_w3 : at->ckpt_w1;
+            char tensor[320];
+            snprintf(tensor, sizeof tensor, "%s.experts.%llu.%s.%s", ml->prefix, (unsigned long long)(m->e_start + e),
+                     proj, suffix);
+            qtl__finding(l, QTL_ERR_CHECKPOINT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN,
+                         NULL, tensor,
+                         "'%s' is absent: expert %llu's %s%s of parameter '%s' %s never written by any checkpoint "
+                         "tensor%s",
+                         tensor, (unsigned long long)(m->e_start + e),
+                         p->kind == PK_MOE_SLOT || p->kind == PK_MOE_SINGLE ? "slot" : "rows",
+                         p->moe_w13 ? (half ? " (w3)" : " (w1)") : " (w2)", p->name,
+                         p->kind == PK_MOE_SLOT || p->kind == PK_MOE_SINGLE ? "is" : "are",
+                         p->fill_ones ? " (vLLM keeps its initial 1.0 there)" : " (vLLM leaves uninitialized memory there)");
+        }
+    if (more)
+        qtl__finding(l, QTL_ERR_CHECKPOINT, p->is_scale ? QTL_FINDING_SCALE_UNWRITTEN : QTL_FINDING_PARAM_UNWRITTEN, NULL,
+                     NULL, "parameter '%s': %llu more expert projection(s) never written", p->name,
+                     (unsigned long long)more);
+}
+
 static void report_unwritten(qtl_load_t *l, const struct lparam *p)
 {
+    if (p->moe) {
+        report_moe_unwritten(l, p);
+        return;
+    }
     const struct llayer *ly = p->layer >= 0 ? &l->m.layers[p->layer] : NULL;
     size_t plen = ly ? strlen(ly->prefix) : 0;
     const char *suffix = ly && !strncmp(p->name, ly->prefix, plen) ? p->name + plen : NULL;
@@ -513,7 +681,8 @@ static int overwrite_differs(const qtl_load_t *l, size_t pi)
     const struct lparam *p = &l->m.params[pi];
     for (size_t i = 0; p->data && l->shadow && i < l->nops; i++) {
         const struct pop *o = &l->ops[i];
-        if (o->param == pi && o->superseded && memcmp(l->shadow + o->dst_off, p->data, (size_t)p->nbytes))
+        if (o->param == pi && o->superseded &&
+            memcmp(l->shadow + o->dst_off, p->data + o->cmp_off, (size_t)op_dst_bytes(l, o)))
             return 1;
     }
     return 0;
@@ -525,8 +694,8 @@ void qtl__plan_value_checks(qtl_load_t *l)
         const struct lparam *p = &l->m.params[i];
         /* weight_shape: every part of a fused layer records its own [rows, K] and vLLM's
          * kernels never read it, so differing parts are the normal case, not a finding */
-        if (overwrite_whole(p) && p->last_op >= 0 && !qtl__ends_with(p->name, ".weight_shape") &&
-            overwrite_differs(l, i))
+        if (((overwrite_whole(p) && p->last_op >= 0) || p->kind == PK_MOE_SINGLE) &&
+            !qtl__ends_with(p->name, ".weight_shape") && overwrite_differs(l, i))
             qtl__finding(l, QTL_OK, QTL_FINDING_PARAM_OVERWRITE_DIFFERS, NULL, p->first_src,
                          "parameter '%s' is written whole by several tensors with different values; vLLM keeps the "
                          "last one in its load order",
@@ -597,7 +766,8 @@ static void plan_hash(qtl_load_t *l, const struct src *srcs, size_t n)
     const struct qtl_model_shape *s = &l->m.shape;
     uint64_t shape[] = {(uint64_t)s->arch,       s->layers,  s->hidden,           s->heads,          s->kv_heads,
                         s->head_dim,             s->intermediate, s->vocab,       (uint64_t)s->params_dtype,
-                        (uint64_t)s->tie_word_embeddings, (uint64_t)s->qkv_bias, (uint64_t)s->qk_norm};
+                        (uint64_t)s->tie_word_embeddings, (uint64_t)s->qkv_bias, (uint64_t)s->qk_norm,
+                        s->experts, s->moe_intermediate, s->experts_per_tok, s->sparse_step, (uint64_t)l->m.ep};
     h = fnv(h, shape, sizeof shape);
     l->hash = fnv_u64(h, l->m.scheme_hash); /* every layer's, on every stage (model.c) */
 }
@@ -639,7 +809,7 @@ static int ordered_sources(qtl_load_t *l, struct src **out, size_t *nout)
                 char pname[256], tname[256];
                 int shard;
                 if (qtl_ckpt_tensor_name(l->ck, i, tname, sizeof tname) == QTL_OK &&
-                    qtl__model_map(&l->m, tname, pname, sizeof pname, &shard) != MAP_SKIP) {
+                    qtl__model_map(&l->m, tname, pname, sizeof pname, &shard, NULL) != MAP_SKIP) {
                     struct lparam *bp = qtl__find_param(l, pname);
                     if (bp)
                         bp->blocked = 1;
@@ -726,7 +896,9 @@ int qtl__plan_build(qtl_load_t *l)
         return qtl__fail(&l->err, QTL_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < m && l->err.code != QTL_ERR_NOMEM; i++) {
         char pname[256];
-        int shard, kind = qtl__model_map(&l->m, srcs[i].ti.name, pname, sizeof pname, &shard);
+        int shard;
+        uint32_t expert;
+        int kind = qtl__model_map(&l->m, srcs[i].ti.name, pname, sizeof pname, &shard, &expert);
         if (kind == MAP_SKIP)
             continue;
         struct lparam *p = qtl__find_param(l, pname);
@@ -739,7 +911,7 @@ int qtl__plan_build(qtl_load_t *l)
             continue;
         }
         size_t before = l->f.n;
-        emit_tensor(l, p, &srcs[i], shard);
+        emit_tensor(l, p, &srcs[i], shard, expert);
         if (l->f.n > before) /* it could not be placed: what stays unwritten is a consequence of that finding */
             p->blocked = 1;
         if (l->progress)
