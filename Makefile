@@ -9,7 +9,7 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 600
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build demo test test-asan test-clang test-release fuzz bench interop clean
+.PHONY: all deps build demo test test-asan test-clang test-release test-python fuzz bench interop clean
 
 all: build
 
@@ -41,7 +41,7 @@ demo: build
 # and gcc's Release (-O3, where gcc finds more maybe-uninitialized paths).
 test: deps build
 	cd $(BUILD) && ctest $(CTEST_FLAGS)
-	@$(MAKE) --no-print-directory test-asan test-clang test-release
+	@$(MAKE) --no-print-directory test-asan test-clang test-release test-python
 
 test-asan: deps
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug "-DQTL_SANITIZE=address;undefined" -DQTL_WERROR=ON >/dev/null
@@ -57,6 +57,11 @@ test-release: deps
 	@cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=Release -DQTL_WERROR=ON >/dev/null
 	@cmake --build $(BUILD_REL) -j $(JOBS)
 	cd $(BUILD_REL) && ctest $(CTEST_FLAGS)
+
+# The Python package: pip install . into a venv under $(BUILD), pytest (torch and vLLM tests
+# run when `make interop` made its venv, else they are skipped with the reason printed).
+test-python: build
+	bash tests/python/run.sh $(BUILD)
 
 # libFuzzer over open + validate + read; grows tests/fuzz/corpus.
 fuzz: deps
