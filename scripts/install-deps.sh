@@ -4,8 +4,9 @@
 # `install-deps.sh interop` adds what `make interop` needs (a virtualenv and pip).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev clang libclang-rt-14-dev libomp-14-dev python3
+      python3-venv  # make test's Python package tests (a venv, pip from PyPI)
       mpich libmpich-dev) # MPICH, pinned (mpi-default-dev is OpenMPI on Debian 12): one process per rank
-[ "${1:-}" = interop ] && pkgs+=(python3-venv python3-pip)
+[ "${1:-}" = interop ] && pkgs+=(python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
