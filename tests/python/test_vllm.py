@@ -17,7 +17,12 @@ from conftest import HERE
 
 pytestmark = [pytest.mark.vllm, pytest.mark.torch]
 
-CKPTS = {"bf16": ("bf16", None), "ct-fp8": ("ct-fp8", None), "ct-fp8-nan": ("ct-fp8", "scale.nan")}
+# every scheme vLLM's CPU build constructs (not ct-w8a16: no CPU WNA16 kernel for uint8b128;
+# not ct-w4a16-actorder: vLLM 0.32 refuses actorder=group)
+LOADED = ["bf16", "fp8", "fp8-dynamic", "fp8-block", "ct-fp8", "ct-fp8-channel", "ct-fp8-block", "ct-int8",
+          "ct-int8-channel", "ct-int8-asym", "ct-nvfp4", "ct-nvfp4a16", "ct-w4a16", "ct-w4a16-asym", "modelopt-fp8",
+          "modelopt-nvfp4"]
+CKPTS = dict({k: (k, None) for k in LOADED}, **{"ct-fp8-nan": ("ct-fp8", "scale.nan")})
 
 
 def _free_port() -> int:
@@ -44,10 +49,9 @@ def runs(fixture_dir, tmp_path_factory):
     """{(checkpoint key, tp): [output prefix per rank]}: tp 1 (bf16 and ct-fp8 also post-processed,
     and the NaN checkpoint) and tp 2 (bf16, ct-fp8); the two groups run at once."""
     work = tmp_path_factory.mktemp("vllm")
-    groups = {1: [("bf16", ["default+processed", "qtl+processed"]),
-                  ("ct-fp8", ["default+processed", "qtl+processed"]),
-                  ("ct-fp8-nan", ["default", "qtl"])],
-              2: [("bf16", ["default", "qtl"]), ("ct-fp8", ["default", "qtl"])]}
+    groups = {1: [(k, ["default+processed", "qtl+processed"] if k in ("bf16", "ct-fp8") else ["default", "qtl"])
+                  for k in LOADED] + [("ct-fp8-nan", ["default", "qtl"])],
+              2: [(k, ["default", "qtl"]) for k in LOADED]}
     procs, out = {}, {}
     for tp, items in groups.items():
         jobs = []
@@ -93,7 +97,7 @@ def _same_state(a: dict, b: dict) -> list:
 
 
 @pytest.mark.parametrize("tp", [1, 2])
-@pytest.mark.parametrize("key", ["bf16", "ct-fp8"])
+@pytest.mark.parametrize("key", LOADED)
 def test_qtl_loader_equals_default_loader(runs, key, tp):
     for rank, prefix in enumerate(runs[(key, tp)]):
         for loader in ("default", "qtl"):

@@ -43,13 +43,12 @@ def main(tp, rank, port, jobs):
                 for n, t in list(model.named_parameters()) + list(model.named_buffers())}
 
     os.environ["VLLM_DIST_IDENT"] = str(port)  # the CPU shared-memory communicator names its segment after it
-    if any(spec.endswith("+processed") for job in jobs for spec in job["loaders"]):
-        # the CUDA kernel classes and torch shims of CUDA-only ops that tests/interop/interop.py
-        # registers on the CPU, so vLLM's post-processing runs here for the quantized schemes too
-        # (the same for both loaders: only vLLM's kernel choice changes)
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop"))
-        from interop import kernel_substitutes
-        kernel_substitutes()
+    # the CUDA kernel classes and torch shims of CUDA-only ops that tests/interop/interop.py
+    # registers on the CPU, so vLLM builds (and post-processes) the quantized schemes here too
+    # (the same for both loaders: only vLLM's kernel choice changes)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop"))
+    from interop import kernel_substitutes
+    kernel_substitutes()
     initialized = False
     for job in jobs:
         out = job["out"]
