@@ -239,17 +239,28 @@ int qtl__moe_map(const struct lmodel *m, const char *name, char *param, size_t c
                     proj_rest = end + 1 + n + 1;
                 }
             }
-    } else if (!strncmp(rest, "gate_up_proj", 12) && (rest[12] == '.' || !rest[12])) {
-        *shard = 3; /* fused w1|w3 */
-        proj_rest = rest[12] ? rest + 13 : "";
-    } else if (!strncmp(rest, "down_proj", 9) && (rest[9] == '.' || !rest[9])) {
-        *shard = 2;
-        proj_rest = rest[9] ? rest + 10 : "";
+    } else {
+        /* fused on disk: vLLM's fused entries (experts.w13_weight, experts.<gate_up>) and (experts.w2_weight,
+         * experts.<down>) with <gate_up> = gate_up_proj for gate_proj names, w13 for w1 names, <down> the
+         * w2 name (routed_experts.py:1139-1267); the name with that fragment replaced by the parameter's
+         * (so experts.gate_up_proj_scale_inv -> w13_weight_scale_inv) */
+        const char *frag[2] = {!strcmp(at->ckpt_w1, "w1") ? "w13" : "gate_up_proj", at->ckpt_w2};
+        for (int k = 0; k < 2 && !proj_rest; k++) {
+            size_t n = strlen(frag[k]);
+            if (!strncmp(rest, frag[k], n) && rest[n] != '.') {
+                *shard = k ? 2 : 3; /* 3: fused w1|w3 */
+                proj_rest = rest + n;
+            }
+        }
+        if (proj_rest) {
+            snprintf(param, cap, "model.layers.%u.%s.experts.routed_experts.%s%s", li, at->moe_block,
+                     *shard == 2 ? "w2_weight" : "w13_weight", proj_rest);
+            return 1;
+        }
     }
     if (!proj_rest)
-        return 0; /* under experts. but no mapping entry: vLLM does not load it (unmapped for qtl) */
-    /* transformers v5's fused tensors have no suffix: they are the weights */
+        return 0; /* under experts. but no mapping entry: vLLM drops it silently, qtl reports it unmapped */
     snprintf(param, cap, "model.layers.%u.%s.experts.routed_experts.%s%s", li, at->moe_block, *shard == 2 ? "w2_" : "w13_",
-             *proj_rest ? proj_rest : "weight");
+             proj_rest);
     return 1;
 }

@@ -334,34 +334,38 @@ static int emit_raw(qtl_load_t *l, struct lparam *p, const struct src *s, uint64
     return rc;
 }
 
-/* transformers v5's fused experts, [E, 2I, H] gate_up (chunk 0 = w1 = gate, 1 = w3 = up) and
- * [E, H, I] down (routed_experts.py:998-1048): unbound into experts, narrowed per half. */
+/* Experts fused on disk, one 3-D tensor per parameter (routed_experts.py:998-1048): w13 [E, 2 x
+ * rows, cols] split with chunk(2, dim=1) into w1 (gate) and w3 (up), w2 [E, rows, cols]; unbound into
+ * experts, each half narrowed by the MoE tp (w2: its columns). Weights and group/block scales alike. */
 static int emit_moe_fused(qtl_load_t *l, struct lparam *p, const struct src *s, int shard)
 {
     const struct lmodel *m = &l->m;
-    uint64_t E = m->shape.experts, I = m->shape.moe_intermediate, H = m->shape.hidden, Ip = I / m->moe_tp;
-    uint64_t es = qtl_dtype_bits(p->dtype) / 8;
+    uint64_t E = m->shape.experts, es = qtl_dtype_bits(p->dtype) / 8;
     int up = shard == 3;
-    if (p->kind != PK_MODEL_WEIGHT || p->dtype != s->ti.dtype || p->ndim != 3)
+    if (p->ndim != 3 || (p->kind != PK_MODEL_WEIGHT && p->kind != PK_BLOCK && p->kind != PK_GROUP) ||
+        p->dtype != s->ti.dtype || qtl_dtype_bits(p->dtype) % 8)
         return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
-                            "%s: tensor '%s': experts fused on disk are loaded as %s weights only, not into '%s'",
-                            s->ti.file, s->ti.name, qtl_dtype_name(p->dtype), p->name);
-    uint64_t want1 = up ? 2 * I : H, want2 = up ? H : I;
+                            "%s: fused experts '%s' (%s, %u dims) cannot fill '%s' (%s): only 3-D weights and "
+                            "group/block scales of the parameter's dtype are fused",
+                            s->ti.file, s->ti.name, qtl_dtype_name(s->ti.dtype), s->ti.ndim, p->name,
+                            qtl_dtype_name(p->dtype));
+    uint64_t R = p->shape[1], C = p->shape[2], hp = R / 2;
+    uint64_t want1 = up ? 2 * hp * m->moe_tp : R, want2 = up ? C : C * m->moe_tp;
     if (s->ti.ndim != 3 || s->ti.shape[0] != E || s->ti.shape[1] != want1 || s->ti.shape[2] != want2)
         return qtl__finding(l, QTL_ERR_CHECKPOINT, QTL_FINDING_TENSOR_SHAPE, s->ti.file, s->ti.name,
-                            "%s: fused experts '%s' must be [%llu, %llu, %llu]", s->ti.file, s->ti.name,
-                            (unsigned long long)E, (unsigned long long)want1, (unsigned long long)want2);
+                            "%s: fused experts '%s' must be [%llu, %llu, %llu] for '%s'", s->ti.file, s->ti.name,
+                            (unsigned long long)E, (unsigned long long)want1, (unsigned long long)want2, p->name);
     for (uint64_t e = 0; e < m->e_local; e++) {
         uint64_t g = m->e_start + e, base = s->ti.file_offset + g * want1 * want2 * es;
         int rc;
         if (up) {
-            uint64_t R = 2 * Ip;
-            rc = emit_raw(l, p, s, base + m->moe_rank * Ip * H * es, 1, Ip * H * es, Ip * H * es, e * R, Ip);
+            uint64_t half = hp * m->moe_tp; /* rows of w1 (and of w3) on disk */
+            rc = emit_raw(l, p, s, base + m->moe_rank * hp * C * es, 1, hp * C * es, hp * C * es, e * R, hp);
             if (!rc)
-                rc = emit_raw(l, p, s, base + (I + m->moe_rank * Ip) * H * es, 1, Ip * H * es, Ip * H * es,
-                              e * R + Ip, Ip);
+                rc = emit_raw(l, p, s, base + (half + m->moe_rank * hp) * C * es, 1, hp * C * es, hp * C * es,
+                              e * R + hp, hp);
         } else {
-            rc = emit_raw(l, p, s, base + m->moe_rank * Ip * es, H, Ip * es, I * es, e * H, H);
+            rc = emit_raw(l, p, s, base + m->moe_rank * C * es, R, C * es, want2 * es, e * R, R);
         }
         if (rc)
             return rc;
