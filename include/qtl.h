@@ -893,9 +893,19 @@ QTL_API void qtl_dist_close(qtl_dist_t *d);
  * from deterministic float master weights: the same options give the same
  * bytes in every build. Llama stores q/k/v and gate/up separately, Phi-3 stores
  * qkv_proj and gate_up_proj fused with one scale set for the fused matrix.
+ * Mixtral and Qwen3-MoE store attention as Llama does and their experts one
+ * tensor set per expert and projection (block_sparse_moe.experts.E.w1|w2|w3,
+ * mlp.experts.E.gate_proj|up_proj|down_proj), with a BF16 router (...gate.weight)
+ * that the quantization config ignores; Qwen3-MoE can store them fused on disk
+ * as transformers v5 does (mlp.experts.gate_up_proj [E, 2I, H], down_proj [E, H, I]).
  * These functions are in their own library, libqtl_fixture (link it before
  * libqtl; pkg-config qtl lists both). */
-enum qtl_fixture_arch { QTL_FIXTURE_LLAMA = 0, QTL_FIXTURE_PHI3 = 1 };
+enum qtl_fixture_arch {
+    QTL_FIXTURE_LLAMA = 0,
+    QTL_FIXTURE_PHI3 = 1,
+    QTL_FIXTURE_MIXTRAL = 2,  /* MixtralForCausalLM: every layer MoE, intermediate_size = the expert size */
+    QTL_FIXTURE_QWEN3_MOE = 3 /* Qwen3MoeForCausalLM: q/k norms, mlp_only_layers, decoder_sparse_step */
+};
 enum qtl_scale_layout {
     QTL_SCALE_LAYOUT_DEFAULT = 0,  /* what the scheme's exporter does: shared for NVFP4, else per-part */
     QTL_SCALE_LAYOUT_PER_PART = 1, /* split on disk: per-tensor quantities per projection */
@@ -906,16 +916,30 @@ struct qtl_fixture_options {
     const char *scheme; /* qtl_fixture_scheme_name(i) */
     uint32_t layers, hidden, heads, kv_heads, head_dim, intermediate, vocab, shards;
     uint64_t seed;
-    enum qtl_scale_layout scale_layout;
+    enum qtl_scale_layout scale_layout; /* also w1/w3 (gate/up) of each expert */
     int progress; /* report progress on stderr when it is a terminal */
     /* A real-world failure to build in (qtl_fixture_break_name(i)); NULL: none. */
     const char *break_id;
     /* Every allocation of qtl_fixture_write / qtl_fixture_master; NULL: malloc/free. */
     const struct qtl_allocator *allocator;
+    /* MoE: experts, top_k and moe_intermediate are read by mixtral and qwen3-moe only;
+     * decoder_sparse_step > 1, mlp_only_layers and fused_experts are refused
+     * (QTL_ERR_INVALID_ARGUMENT) with the other archs. */
+    uint32_t experts;             /* num_local_experts / num_experts, 1..65536 */
+    uint32_t top_k;               /* num_experts_per_tok, 1..experts */
+    uint32_t moe_intermediate;    /* the expert size; 0: `intermediate` */
+    uint32_t decoder_sparse_step; /* qwen3-moe: layer i is MoE iff (i + 1) % step == 0; 0: 1 */
+    const uint32_t *mlp_only_layers; /* qwen3-moe: dense layers (a Qwen3MoeMLP of `intermediate`) */
+    size_t n_mlp_only_layers;
+    int fused_experts; /* qwen3-moe: experts fused on disk; bf16 and fp8-block (FineGrainedFP8) only */
 };
 /*! qtl_fixture_defaults() : layers 2, hidden 1024, heads 8, kv heads 2, head dim
- *  128, intermediate 2048, vocab 1024, 2 shards, seed 0, llama, bf16. */
+ *  128, intermediate 2048, vocab 1024, 2 shards, seed 0, llama, bf16; for the
+ *  MoE archs 4 experts, top-k 2, expert size = intermediate, sparse step 1. */
 QTL_API void qtl_fixture_defaults(struct qtl_fixture_options *o);
+/*! qtl_fixture_arch_name() : "llama", "phi3", "mixtral", "qwen3-moe" (the enum's
+ *  order), NULL past the end. */
+QTL_API const char *qtl_fixture_arch_name(size_t i);
 /*! qtl_fixture_scheme_name() / _help() : the i-th scheme, NULL past the end. */
 QTL_API const char *qtl_fixture_scheme_name(size_t i);
 QTL_API const char *qtl_fixture_scheme_help(size_t i);
@@ -927,9 +951,17 @@ QTL_API const char *qtl_fixture_break_help(size_t i);
 QTL_API int qtl_fixture_write(const struct qtl_fixture_options *o, const char *dir, char *msg, size_t msg_cap);
 /*! qtl_fixture_master() : the float master weight of one logical projection
  *  ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
- *  "down_proj") of `layer`; n must be its rows * cols. */
+ *  "down_proj") of `layer`; n must be its rows * cols. In the MoE archs the
+ *  gate/up/down parts are those of the dense (mlp_only) layers. */
 QTL_API int qtl_fixture_master(const struct qtl_fixture_options *o, uint32_t layer, const char *part, float *dst,
                                uint64_t n);
+/*! qtl_fixture_expert_master() : the float master weight of projection `proj` of
+ *  expert `expert` of `layer` in a MoE arch: "w1" or "gate_proj" [I, H], "w3" or
+ *  "up_proj" [I, H], "w2" or "down_proj" [H, I] (I = the expert size); n must be
+ *  rows * cols. The same values whether the experts are split or fused on disk.
+ *  @return QTL_OK or QTL_ERR_INVALID_ARGUMENT (dense arch, expert, name or n). */
+QTL_API int qtl_fixture_expert_master(const struct qtl_fixture_options *o, uint32_t layer, uint32_t expert,
+                                      const char *proj, float *dst, uint64_t n);
 
 #ifdef __cplusplus
 }

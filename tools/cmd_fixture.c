@@ -6,11 +6,19 @@
 
 static void help(void)
 {
-    printf("usage: qtl fixture --arch llama|phi3 --scheme SCHEME [--layers N --hidden H --heads A\n"
-           "         --kv-heads G --head-dim D --intermediate I --vocab V] [--shards S] [--seed X]\n"
+    printf("usage: qtl fixture --arch llama|phi3|mixtral|qwen3-moe --scheme SCHEME [--layers N --hidden H\n"
+           "         --heads A --kv-heads G --head-dim D --intermediate I --vocab V] [--shards S] [--seed X]\n"
            "         [--scale-layout default|per-part|shared] [--break ID] -o DIR\n"
+           "         MoE: [--experts E --top-k K --moe-intermediate I] qwen3-moe: [--mlp-only-layers L,L..\n"
+           "         --decoder-sparse-step N --fused-experts]\n"
            "  Defaults: llama, bf16, 2 layers, hidden 1024, 8 heads, 2 kv heads, head dim 128,\n"
            "  intermediate 2048, vocab 1024, 2 shards, seed 0. Same arguments -> same bytes.\n"
+           "  mixtral: block_sparse_moe.experts.E.w1|w2|w3, every layer MoE, intermediate_size = the\n"
+           "  expert size. qwen3-moe: mlp.experts.E.gate_proj|up_proj|down_proj, q/k norms, dense\n"
+           "  (--intermediate) MLP in the mlp-only / off-step layers. Both: a BF16 router (...gate.weight)\n"
+           "  in the quantization config's ignore list; 4 experts, top-k 2, expert size = --intermediate.\n"
+           "  --fused-experts: mlp.experts.gate_up_proj [E, 2I, H] and down_proj [E, H, I] as\n"
+           "  transformers v5 saves them (save_original_format=False): bf16 and fp8-block only.\n"
            "schemes:\n");
     for (size_t i = 0; qtl_fixture_scheme_name(i); i++)
         printf("  %-18s %s\n", qtl_fixture_scheme_name(i), qtl_fixture_scheme_help(i));
@@ -19,17 +27,47 @@ static void help(void)
         printf("  %-18s %s\n", qtl_fixture_break_name(i), qtl_fixture_break_help(i));
 }
 
+#define MAX_MLP_ONLY 4096
+
+/* "0,3,5" -> layers; "" or "none" -> no layer. @return the count, or -1. */
+static long parse_layers(const char *v, uint32_t *out)
+{
+    long n = 0;
+    if (!*v || !strcmp(v, "none"))
+        return 0;
+    for (const char *p = v;;) {
+        char buf[32];
+        size_t len = strcspn(p, ",");
+        unsigned long long x;
+        if (!len || len >= sizeof buf || n >= MAX_MLP_ONLY)
+            return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (cli_parse_u64(buf, &x) || x > 1000000)
+            return -1;
+        out[n++] = (uint32_t)x;
+        if (!p[len])
+            return n;
+        p += len + 1;
+    }
+}
+
 int cmd_fixture(int argc, char **argv)
 {
     struct qtl_fixture_options o;
     qtl_fixture_defaults(&o);
     o.progress = 1;
+    static uint32_t mlp_only[MAX_MLP_ONLY];
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help();
             return CLI_OK;
+        }
+        if (!strcmp(a, "--fused-experts")) {
+            o.fused_experts = 1;
+            continue;
         }
         if (i + 1 >= argc)
             return cli_usage_error("fixture", "'%s' needs a value (see qtl fixture --help)", a);
@@ -39,9 +77,18 @@ int cmd_fixture(int argc, char **argv)
         struct {
             const char *flag;
             uint32_t *dst;
-        } dims[] = {{"--layers", &o.layers},   {"--hidden", &o.hidden},     {"--heads", &o.heads},
-                    {"--kv-heads", &o.kv_heads}, {"--head-dim", &o.head_dim}, {"--intermediate", &o.intermediate},
-                    {"--vocab", &o.vocab},     {"--shards", &o.shards}};
+        } dims[] = {{"--layers", &o.layers},
+                    {"--hidden", &o.hidden},
+                    {"--heads", &o.heads},
+                    {"--kv-heads", &o.kv_heads},
+                    {"--head-dim", &o.head_dim},
+                    {"--intermediate", &o.intermediate},
+                    {"--vocab", &o.vocab},
+                    {"--shards", &o.shards},
+                    {"--experts", &o.experts},
+                    {"--top-k", &o.top_k},
+                    {"--moe-intermediate", &o.moe_intermediate},
+                    {"--decoder-sparse-step", &o.decoder_sparse_step}};
         int matched = 0;
         for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
             if (!strcmp(a, dims[k].flag)) {
@@ -58,17 +105,23 @@ int cmd_fixture(int argc, char **argv)
             o.scheme = v;
         else if (!strcmp(a, "--break"))
             o.break_id = v;
-        else if (!strcmp(a, "--seed")) {
+        else if (!strcmp(a, "--mlp-only-layers")) {
+            long k = parse_layers(v, mlp_only);
+            if (k < 0)
+                return cli_usage_error("fixture", "--mlp-only-layers takes layer numbers separated by commas");
+            o.mlp_only_layers = mlp_only;
+            o.n_mlp_only_layers = (size_t)k;
+        } else if (!strcmp(a, "--seed")) {
             if (!num)
                 return cli_usage_error("fixture", "--seed takes an unsigned integer");
             o.seed = n;
         } else if (!strcmp(a, "--arch")) {
-            if (!strcmp(v, "llama"))
-                o.arch = QTL_FIXTURE_LLAMA;
-            else if (!strcmp(v, "phi3"))
-                o.arch = QTL_FIXTURE_PHI3;
-            else
-                return cli_usage_error("fixture", "--arch takes llama or phi3");
+            size_t k = 0;
+            while (qtl_fixture_arch_name(k) && strcmp(v, qtl_fixture_arch_name(k)))
+                k++;
+            if (!qtl_fixture_arch_name(k))
+                return cli_usage_error("fixture", "--arch takes llama, phi3, mixtral or qwen3-moe");
+            o.arch = (enum qtl_fixture_arch)k;
         } else if (!strcmp(a, "--scale-layout")) {
             if (!strcmp(v, "default"))
                 o.scale_layout = QTL_SCALE_LAYOUT_DEFAULT;
@@ -95,7 +148,7 @@ int cmd_fixture(int argc, char **argv)
         fprintf(stderr, "qtl fixture: %s\n", msg);
         return rc == QTL_ERR_INVALID_ARGUMENT ? CLI_USAGE : CLI_FINDINGS;
     }
-    printf("wrote %s: %s %s, %u layer(s), %u shard(s) in %.2f s\n", out, o.arch == QTL_FIXTURE_PHI3 ? "phi3" : "llama",
+    printf("wrote %s: %s %s, %u layer(s), %u shard(s) in %.2f s\n", out, qtl_fixture_arch_name((size_t)o.arch),
            o.scheme, o.layers, o.shards, cli_now() - t0);
     return CLI_OK;
 }
