@@ -66,6 +66,7 @@ struct lparam {
     int moe;             /* 1 + index of its MoE layer (0: not an expert parameter) */
     int moe_w13;         /* w13_* (else w2_*) */
     int fill_ones;       /* torch.ones: F32 1.0 before any write */
+    int unused;          /* created by vLLM, read by none of the scheme's kernels, never written */
     long *unit_op;       /* PK_MOE_SINGLE: the op that last wrote each unit (-1: none) */
 };
 

@@ -28,6 +28,7 @@ struct mrule {
     enum mshape shape;
     int ones;   /* torch.ones (else torch.empty) */
     int static_input;
+    int unused; /* created but never written nor read by the scheme's kernels: no coverage finding */
 };
 struct mscheme {
     enum qtl_layer_scheme scheme;
@@ -37,33 +38,35 @@ struct mscheme {
 #define MDT QTL_DTYPE_COUNT
 static const struct mscheme mschemes[] = {
     /* unquantized_fused_moe_method.py:68-127 */
-    {QTL_LS_UNQUANTIZED, {{"weight", PK_MODEL_WEIGHT, MDT, MS_FULL, 0, 0}}},
+    {QTL_LS_UNQUANTIZED, {{"weight", PK_MODEL_WEIGHT, MDT, MS_FULL, 0, 0, 0}}},
     /* fp8.py:525-660, per-tensor: scales and input scales are ones */
     {QTL_LS_FP8_TENSOR,
-     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, MS_FULL, 0, 0},
-      {"weight_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 1, 0},
-      {"input_scale", PK_MOE_SINGLE, QTL_DTYPE_F32, MS_ONE, 1, 1}}},
+     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, MS_FULL, 0, 0, 0},
+      {"weight_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 1, 0, 0},
+      {"input_scale", PK_MOE_SINGLE, QTL_DTYPE_F32, MS_ONE, 1, 1, 0}}},
     /* fp8.py block: weight_scale_inv on the block grid, ones */
     {QTL_LS_FP8_BLOCK,
-     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, MS_FULL, 0, 0},
-      {"weight_scale_inv", PK_BLOCK, QTL_DTYPE_F32, MS_BLOCKS, 1, 0}}},
+     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_F8_E4M3, MS_FULL, 0, 0, 0},
+      {"weight_scale_inv", PK_BLOCK, QTL_DTYPE_F32, MS_BLOCKS, 1, 0, 0}}},
     /* compressed_tensors_moe_w4a4_nvfp4.py:73-182 (NVFP4A16 creates the same) */
     {QTL_LS_CT_NVFP4,
-     {{"weight_packed", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0},
-      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0},
-      {"weight_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0},
-      {"input_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0}}},
+     {{"weight_packed", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0, 0},
+      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0, 0},
+      {"weight_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 0},
+      {"input_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 0}}},
+    /* NVFP4A16 creates the input global scales too; no checkpoint has them and the weight-only
+     * kernels never read them (facts §32): zeros in qtl, torch.empty in vLLM, no finding */
     {QTL_LS_CT_NVFP4_A16,
-     {{"weight_packed", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0},
-      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0},
-      {"weight_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0},
-      {"input_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0}}},
+     {{"weight_packed", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0, 0},
+      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0, 0},
+      {"weight_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 0},
+      {"input_global_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 1}}},
     /* modelopt.py:892-1006; input scales per local expert (non-FlashInfer NVFP4 backends) */
     {QTL_LS_MODELOPT_NVFP4,
-     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0},
-      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0},
-      {"weight_scale_2", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0},
-      {"input_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0}}},
+     {{"weight", PK_MODEL_WEIGHT, QTL_DTYPE_U8, MS_HALF, 0, 0, 0},
+      {"weight_scale", PK_GROUP, QTL_DTYPE_F8_E4M3, MS_G16, 0, 0, 0},
+      {"weight_scale_2", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 0},
+      {"input_scale", PK_MOE_SLOT, QTL_DTYPE_F32, MS_SLOTS, 0, 0, 0}}},
 };
 
 static const struct mscheme *mscheme(enum qtl_layer_scheme s)
@@ -118,6 +121,7 @@ static int add_moe_param(struct lmodel *m, size_t mi, const struct mrule *r, int
     p->moe_w13 = w13;
     p->is_scale = strstr(r->name, "scale") != NULL;
     p->fill_ones = r->ones;
+    p->unused = r->unused;
     p->allow_zero = r->kind == PK_GROUP; /* FP4 group scales of zero are valid (all-zero groups) */
     p->block_n = r->shape == MS_BLOCKS ? ml->q.block[0] : 0;
     return QTL_OK;

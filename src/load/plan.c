@@ -618,6 +618,8 @@ static void coverage_checks(qtl_load_t *l)
             twice += !whole && p->written[u] > 1;
         }
         p->missing = missing != 0;
+        if (p->unused)
+            continue;
         if (missing && p->blocked) {
             describe_units(NULL, p, SIZE_MAX, 1, units, sizeof units);
             qtl__finding(l, QTL_OK, QTL_FINDING_CONSEQUENCE, NULL, NULL,
