@@ -980,9 +980,11 @@ def sharded_job(job, tp, rank, used):
     return res
 
 
-def sharded_worker(jobs_path, tp, rank, port):
-    """One process per rank: the distributed environment once (as vllm_dump), then every job of
-    jobs_path in order; each job's result goes to job["result"] + "-rank-R.json"."""
+def serve_jobs(jobs_path, tp, rank, port, run_job, out_key, setup=None):
+    """One process per rank: the kernel substitutes (and `setup(used)`), the distributed
+    environment once (as vllm_dump), then every job of jobs_path in order; run_job(job, tp, rank,
+    used) gives each job's result, written to job[out_key] + "-rank-R.json" (a crash's traceback
+    instead of a result)."""
     import json
     import time
     import traceback
@@ -991,8 +993,11 @@ def sharded_worker(jobs_path, tp, rank, port):
     from vllm.engine.arg_utils import EngineArgs
     jobs = json.load(open(jobs_path))
     used = kernel_substitutes()
+    if setup:
+        setup(used)
     init_method = "tcp://127.0.0.1:%d" % port
     os.environ["VLLM_DIST_IDENT"] = init_method.split(":")[-1]  # as CPUWorker.init_device (see vllm_dump)
+    # a MoE model's config: initialize_model_parallel then also builds the EP group (parallel_state.py)
     cfg = EngineArgs(model=jobs[0]["ckpt"], enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
                      tensor_parallel_size=tp).create_engine_config()
     with set_current_vllm_config(cfg):
@@ -1002,12 +1007,17 @@ def sharded_worker(jobs_path, tp, rank, port):
     for job in jobs:
         t = time.perf_counter()
         try:
-            res = sharded_job(job, tp, rank, used)
+            res = run_job(job, tp, rank, used)
         except Exception:
             res = {"crash": traceback.format_exc()[-1500:]}
         res["seconds"] = time.perf_counter() - t
-        with open(job["result"] + "-rank-%d.json" % rank, "w") as f:
+        with open(job[out_key] + "-rank-%d.json" % rank, "w") as f:
             json.dump(res, f)
+
+
+def sharded_worker(jobs_path, tp, rank, port):
+    """The sharded part's rank process (serve_jobs over sharded_job)."""
+    serve_jobs(jobs_path, tp, rank, port, sharded_job, "result")
 
 
 def run_sharded_workers(jobs, tp, work, tag):

@@ -212,31 +212,8 @@ def run_job(job, tp, rank, used):
 
 
 def worker(jobs_path, tp, rank, port):
-    import traceback
-    from vllm.config import set_current_vllm_config
-    from vllm.distributed import init_distributed_environment, initialize_model_parallel
-    from vllm.engine.arg_utils import EngineArgs
-    jobs = json.load(open(jobs_path))
-    used = I.kernel_substitutes()
-    moe_substitutes(used)
-    init_method = "tcp://127.0.0.1:%d" % port
-    os.environ["VLLM_DIST_IDENT"] = str(port)  # as CPUWorker.init_device (see interop.vllm_dump)
-    # a MoE model's config: initialize_model_parallel then also builds the EP group (parallel_state.py)
-    cfg = EngineArgs(model=jobs[0]["ckpt"], enforce_eager=True, skip_tokenizer_init=True, max_model_len=128,
-                     tensor_parallel_size=tp).create_engine_config()
-    with set_current_vllm_config(cfg):
-        init_distributed_environment(world_size=tp, rank=rank, local_rank=rank, backend="gloo",
-                                     distributed_init_method=init_method)
-        initialize_model_parallel(tp)
-    for job in jobs:
-        t = time.perf_counter()
-        try:
-            res = run_job(job, tp, rank, used)
-        except Exception:
-            res = {"crash": traceback.format_exc()[-1500:]}
-        res["seconds"] = time.perf_counter() - t
-        with open(job["out"] + "-rank-%d.json" % rank, "w") as f:
-            json.dump(res, f)
+    """The MoE part's rank process: interop.serve_jobs over run_job, with the MoE backend substitutes."""
+    I.serve_jobs(jobs_path, tp, rank, port, run_job, "out", setup=moe_substitutes)
 
 
 def run_workers(jobs, tp, work, tag):
