@@ -78,7 +78,7 @@ def pip_install(py, args):
 
 
 # Parts that run with another part's pinned packages (requirements.txt group), right after it.
-SAME_PACKAGES = {"sharded": "vllm"}
+SAME_PACKAGES = {"sharded": "vllm", "moe": "vllm"}
 
 
 def orchestrate(build, parts):
@@ -1332,9 +1332,15 @@ def part_sharded(build):
     return ok_all
 
 
+def part_moe(build):
+    """Mixtral / Qwen3-MoE stage loaded against vLLM's RoutedExperts (tests/interop/interop_moe.py)."""
+    import interop_moe
+    return interop_moe.main(build)
+
+
 PARTS = {"reader": part_reader, "numerics": part_numerics, "ct": part_ct, "exporters": part_exporters,
          "modelopt": part_modelopt, "vllm": part_vllm,
-         "sharded": part_sharded}
+         "sharded": part_sharded, "moe": part_moe}
 
 if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "--vllm-dump":
