@@ -63,12 +63,24 @@ test-release: deps
 test-python: build
 	bash tests/python/run.sh $(BUILD)
 
-# libFuzzer over open + validate + read; grows tests/fuzz/corpus.
+# libFuzzer, every target FUZZ_SECONDS each (one after the other): file (safetensors
+# header open + validate + read; grows tests/fuzz/corpus), index, config, plan and dequant
+# (grow tests/fuzz/fuzz_<target>/). Reproducers land in $(BUILD_FUZZ)/artifacts/;
+# FUZZ_FLAGS adds libFuzzer options (e.g. FUZZ_FLAGS=-runs=1000).
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DQTL_FUZZ=ON -DQTL_BUILD_TESTS=OFF >/dev/null
-	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_file
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
+	@mkdir -p $(BUILD_FUZZ)/artifacts
 	./$(BUILD_FUZZ)/fuzz_file -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/safetensors.dict \
-	    tests/fuzz/corpus tests/data/bad tests/data/real
+	    -artifact_prefix=$(BUILD_FUZZ)/artifacts/file- $(FUZZ_FLAGS) tests/fuzz/corpus tests/data/bad tests/data/real
+	./$(BUILD_FUZZ)/fuzz_index -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -dict=fuzz/index.dict \
+	    -artifact_prefix=$(BUILD_FUZZ)/artifacts/index- $(FUZZ_FLAGS) tests/fuzz/fuzz_index
+	./$(BUILD_FUZZ)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -dict=fuzz/config.dict \
+	    -artifact_prefix=$(BUILD_FUZZ)/artifacts/config- $(FUZZ_FLAGS) tests/fuzz/fuzz_config
+	./$(BUILD_FUZZ)/fuzz_plan -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -dict=fuzz/plan.dict \
+	    -artifact_prefix=$(BUILD_FUZZ)/artifacts/plan- $(FUZZ_FLAGS) tests/fuzz/fuzz_plan
+	./$(BUILD_FUZZ)/fuzz_dequant -max_total_time=$(FUZZ_SECONDS) -max_len=1024 \
+	    -artifact_prefix=$(BUILD_FUZZ)/artifacts/dequant- $(FUZZ_FLAGS) tests/fuzz/fuzz_dequant
 
 # qtl against the reference crate, ml_dtypes (and more, see tests/interop/interop.py):
 # a virtualenv under $(BUILD) with pinned packages from PyPI. Optional, not part of `make test`.
