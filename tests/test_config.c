@@ -213,6 +213,42 @@ static void test_ct_precedence(void **state)
     qtl_config_close(c);
 }
 
+/* re: patterns: Python's semantics where POSIX ERE differs (lazy repeats, (?:...)), and a
+ * pattern Python refuses ("multiple repeat": glibc's regcomp takes exponential time on m***...,
+ * found by fuzz_config) is refused when the config is opened, naming the entry. */
+static void test_ct_patterns(void **state)
+{
+    (void)state;
+    static const char *const head =
+        "{" BASE ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\","
+        " \"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"input_activations\": null,"
+        " \"weights\": {\"num_bits\": 8, \"type\": \"float\", \"strategy\": \"channel\"}}}, \"ignore\": [";
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg, "%s\"re:.*?layers\\\\.1\\\\.(?:mlp|self_attn)\\\\.o.*\"]}}", head);
+    const char *d = write_cfg("ctpat", cfg, NULL);
+    qtl_config_t *c;
+    TU_EXPECT(qtl_config_open(d, NULL, QTL_DTYPE_COUNT, &c), QTL_OK, qtl_config_errmsg(c));
+    assert_int_equal(scheme_of(c, "model.layers.1.self_attn.o_proj", NULL, 0), QTL_LS_UNQUANTIZED);
+    assert_int_equal(scheme_of(c, "model.layers.1.mlp.down_proj", NULL, 0), QTL_LS_CT_FP8_CHANNEL);
+    assert_int_equal(scheme_of(c, "model.layers.0.self_attn.o_proj", NULL, 0), QTL_LS_CT_FP8_CHANNEL);
+    qtl_config_close(c);
+    static const struct {
+        const char *pattern, *why;
+    } bad[] = {{"re:m**********************************************odel", "multiple repeat"},
+               {"re:a+*", "multiple repeat"},
+               {"re:x{2}*", "multiple repeat"},
+               {"re:*lm_head", "nothing to repeat"},
+               {"re:a{2", "unterminated"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cfg, sizeof cfg, "%s\"lm_head\", \"%s\"]}}", head, bad[i].pattern);
+        d = write_cfg("ctpat-bad", cfg, NULL);
+        assert_int_equal(qtl_config_open(d, NULL, QTL_DTYPE_COUNT, &c), QTL_ERR_JSON);
+        if (!strstr(qtl_config_errmsg(c), bad[i].why) || !strstr(qtl_config_errmsg(c), "ignore[1]"))
+            fail_msg("%s: %s", bad[i].pattern, qtl_config_errmsg(c));
+        qtl_config_close(c);
+    }
+}
+
 static void test_fp8_and_modelopt(void **state)
 {
     (void)state;
@@ -261,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_fixture_schemes),
         cmocka_unit_test(test_shape_rules),
         cmocka_unit_test(test_ct_precedence),
+        cmocka_unit_test(test_ct_patterns),
         cmocka_unit_test(test_fp8_and_modelopt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

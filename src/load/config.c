@@ -262,8 +262,65 @@ static void ct_group_scheme(struct ct_group *g, json_t *grp)
     }
 }
 
+static int py_re_translate(const char *pattern, char *buf, size_t cap);
+
+/* A Python regular expression qtl can run as POSIX ERE (py_re_match), or why not: Python's re
+ * refuses a repeat of a repeat ("multiple repeat": m**, a+*, x{2}*) where glibc's regcomp
+ * takes time exponential in the run (a config.json must not hang the loader); `*?`-style lazy
+ * repeats match the same names; patterns are limited to 900 bytes. NULL: fine. */
+static const char *pattern_problem(const char *p)
+{
+    if (strlen(p) > 900)
+        return "longer than 900 bytes";
+    if (p[0] == '*' || p[0] == '+' || p[0] == '?' || p[0] == '{')
+        return "nothing to repeat (Python's re)";
+    int prev_repeat = 0;
+    for (const char *s = p; *s; s++) {
+        if (*s == '\\' && s[1]) {
+            s++;
+            prev_repeat = 0;
+            continue;
+        }
+        int repeat = *s == '*' || *s == '+' || *s == '{';
+        if (repeat && prev_repeat)
+            return "a repeat follows a repeat (Python's re: multiple repeat)";
+        if (*s == '?' && prev_repeat) { /* lazy: the same matches */
+            prev_repeat = 0;
+            continue;
+        }
+        if (*s == '{') {
+            while (*s && *s != '}')
+                s++;
+            if (!*s)
+                return "an unterminated {m,n} repeat";
+        }
+        prev_repeat = repeat || *s == '?' || *s == '}';
+    }
+    regex_t re;
+    char buf[1024];
+    if (py_re_translate(p, buf, sizeof buf) || regcomp(&re, buf, REG_EXTENDED | REG_NOSUB) != 0)
+        return "not a regular expression";
+    regfree(&re);
+    return NULL;
+}
+
+/* Every "re:" entry of a target or ignore list is checked before any layer is resolved. */
+static int check_patterns(qtl_config_t *c, json_t *list, const char *what)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *s = json_string_value(e), *why;
+        if (s && !strncmp(s, "re:", 3) && (why = pattern_problem(s + 3)))
+            return qtl__fail(&c->err, QTL_ERR_JSON, "%s: %s[%zu] '%.80s%s': %s", c->qsource, what, i, s,
+                             strlen(s) > 80 ? "..." : "", why);
+    }
+    return QTL_OK;
+}
+
 static int load_ct(qtl_config_t *c)
 {
+    int rc;
     json_t *groups = json_object_get(c->qcfg, "config_groups");
     if (!json_is_object(groups) || !json_object_size(groups))
         return qtl__fail(&c->err, QTL_ERR_JSON, "%s: compressed-tensors quantization_config has no config_groups",
@@ -280,9 +337,11 @@ static int load_ct(qtl_config_t *c)
         if (!json_is_array(g->targets))
             return qtl__fail(&c->err, QTL_ERR_JSON, "%s: config group '%s' has no \"targets\" list", c->qsource, key);
         ct_group_scheme(g, grp);
+        if ((rc = check_patterns(c, g->targets, "targets")))
+            return rc;
     }
     c->ignore = json_object_get(c->qcfg, "ignore");
-    return QTL_OK;
+    return check_patterns(c, c->ignore, "ignore");
 }
 
 static int load_fp8(qtl_config_t *c)
@@ -444,25 +503,44 @@ enum qtl_quant_method qtl_config_method(const qtl_config_t *c) { return c->metho
 
 /* ---- per-layer resolution ---- */
 
-/* Python re.match (anchored at the start) through POSIX ERE, with \d \w \s. */
-static int py_re_match(const char *pattern, const char *name)
+/* Python re.match (anchored at the start) through POSIX ERE, with \d \w \s; a lazy `?` after a
+ * repeat dropped (the same names match). 0, or -1 when it does not fit in cap. */
+static int py_re_translate(const char *pattern, char *buf, size_t cap)
 {
-    char buf[1024];
     size_t o = 0;
     if (pattern[0] != '^')
         buf[o++] = '^';
-    for (const char *p = pattern; *p && o + 16 < sizeof buf; p++) {
+    for (const char *p = pattern; *p; p++) {
+        if (o + 16 >= cap)
+            return -1;
         if (p[0] == '\\' && (p[1] == 'd' || p[1] == 'w' || p[1] == 's')) {
             const char *cls = p[1] == 'd' ? "[0-9]" : p[1] == 'w' ? "[A-Za-z0-9_]" : "[[:space:]]";
             size_t n = strlen(cls);
             memcpy(buf + o, cls, n);
             o += n;
             p++;
+        } else if (p[0] == '\\' && p[1]) {
+            buf[o++] = *p++;
+            buf[o++] = *p;
+        } else if (p[0] == '(' && p[1] == '?' && p[2] == ':') { /* non-capturing group */
+            buf[o++] = '(';
+            p += 2;
+        } else if (*p == '?' && p > pattern && (p[-1] == '*' || p[-1] == '+' || p[-1] == '?' || p[-1] == '}') &&
+                   !(p - 1 > pattern && p[-2] == '\\')) {
+            continue; /* lazy */
         } else {
             buf[o++] = *p;
         }
     }
     buf[o] = '\0';
+    return 0;
+}
+
+static int py_re_match(const char *pattern, const char *name)
+{
+    char buf[1024];
+    if (py_re_translate(pattern, buf, sizeof buf))
+        return 0;
     regex_t re;
     if (regcomp(&re, buf, REG_EXTENDED | REG_NOSUB) != 0)
         return 0;
