@@ -107,7 +107,15 @@ mpi 2 "$QTL" verify "$TMP/ck" --tp 2 >"$TMP/out" 2>"$TMP/err"
 mpi 2 "$QTL" verify "$TMP/nan" --tp 2 >"$TMP/out" 2>"$TMP/err"
 [ $? -eq 1 ] && ok || bad "verify of a NaN scale under mpiexec: every rank exits 1"
 
-# 10. commands that run in one process refuse a multi-process launch
+# 10. expert parallel (MoE) under mpiexec: each rank its whole experts, as one process gives them
+python3 "$(dirname "$0")/moe/make_moe_ckpt.py" qwen3 "$TMP/moe" || exit 1
+mpi 2 "$QTL" load "$TMP/moe" --tp 2 --ep --stage loaded --params >"$TMP/mpi.txt" 2>"$TMP/mpi.err"
+rc=$?
+"$QTL" load "$TMP/moe" --tp 2 --ep --stage loaded --params >"$TMP/one.txt" 2>/dev/null
+if [ $rc -eq 0 ] && diff <(strip_times "$TMP/mpi.txt") <(strip_times "$TMP/one.txt") >/dev/null &&
+    grep -q "experts.routed_experts.w13_weight BF16 \[2," "$TMP/mpi.txt"; then ok; else bad "load --ep under mpiexec -n 2 (rc $rc)"; fi
+
+# 11. commands that run in one process refuse a multi-process launch
 mpi 2 "$QTL" inspect "$TMP/ck" >"$TMP/out" 2>"$TMP/err"
 [ $? -eq 2 ] && ok || bad "inspect under mpiexec -n 2"
 
