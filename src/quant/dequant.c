@@ -108,7 +108,9 @@ static void ref_int8(const struct dq_plan *p, const struct dq_row *row, void *ds
     const int8_t *q = (const int8_t *)p->d->weight + row->r * p->row_bytes;
     for (uint64_t c = 0; c < p->d->cols; c++) {
         uint64_t g = group_of(p, c);
-        int32_t v = q[c] - (row->z ? row->z[g] : 0);
+        /* int32 arithmetic as torch's (and the AVX2 path's): wraps for an extreme zero point
+         * from the file instead of overflowing (found by fuzz_dequant) */
+        int32_t v = (int32_t)((uint32_t)q[c] - (uint32_t)(row->z ? row->z[g] : 0));
         out[c] = (float)v * row->s[g];
     }
 }
@@ -132,7 +134,8 @@ static void ref_packed(const struct dq_plan *p, const struct dq_row *row, void *
     int32_t half = 1 << (d->bits - 1);
     for (uint64_t c = 0; c < d->cols; c++) {
         uint64_t g = group_of(p, c);
-        int32_t v = (int32_t)stream_code(base, 1, c * d->bits, d->bits) - half - (row->z ? row->z[g] : 0);
+        int32_t v = (int32_t)((uint32_t)stream_code(base, 1, c * d->bits, d->bits) - (uint32_t)half -
+                              (uint32_t)(row->z ? row->z[g] : 0));
         out[c] = (float)v * row->s[g];
     }
 }

@@ -141,7 +141,8 @@ ALWAYS_INLINE void k_int8(const struct dq_plan *p, const struct dq_row *row, voi
             emit8(out, c, _mm256_mul_ps(v, gather_s(row, gi + c)), bf16);
         }
         for (; c < cols; c++)
-            emit1(out, c, (float)(q[c] - (row->z ? row->z[gi[c]] : 0)) * row->s[gi[c]], bf16);
+            emit1(out, c, (float)(int32_t)((uint32_t)q[c] - (uint32_t)(row->z ? row->z[gi[c]] : 0)) * row->s[gi[c]],
+                  bf16);
         _mm_sfence();
         return;
     }
@@ -162,7 +163,7 @@ ALWAYS_INLINE void k_int8(const struct dq_plan *p, const struct dq_row *row, voi
             emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(x, vz)), vs), bf16);
         }
         for (; c < c1; c++)
-            emit1(out, c, (float)(q[c] - z) * s, bf16);
+            emit1(out, c, (float)(int32_t)((uint32_t)q[c] - (uint32_t)z) * s, bf16); /* int32 wrap, as the vectors */
     }
     _mm_sfence();
 }
@@ -250,13 +251,16 @@ ALWAYS_INLINE void k_packed(const struct dq_plan *p, const struct dq_row *row, v
             emit8(out, c, _mm256_mul_ps(v, gather_s(row, gi + c)), bf16);
         }
         for (; c < cols; c++)
-            emit1(out, c, (float)(code1(w, c, bits) - half - (row->z ? row->z[gi[c]] : 0)) * row->s[gi[c]], bf16);
+            emit1(out, c,
+                  (float)(int32_t)((uint32_t)code1(w, c, bits) - (uint32_t)half - (uint32_t)(row->z ? row->z[gi[c]] : 0)) *
+                      row->s[gi[c]],
+                  bf16);
         _mm_sfence();
         return;
     }
     FOR_SEGMENTS(p, row) {
         float s = row->s[g];
-        int32_t off = half + (row->z ? row->z[g] : 0);
+        int32_t off = (int32_t)((uint32_t)half + (uint32_t)(row->z ? row->z[g] : 0));
         __m256 vs = _mm256_set1_ps(s);
         __m256i voff = _mm256_set1_epi32(off);
         uint64_t c = c0;
@@ -266,7 +270,7 @@ ALWAYS_INLINE void k_packed(const struct dq_plan *p, const struct dq_row *row, v
         for (; c + 8 <= c1; c += 8)
             emit8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(codes8(w, c, bits), voff)), vs), bf16);
         for (; c < c1; c++)
-            emit1(out, c, (float)(code1(w, c, bits) - off) * s, bf16);
+            emit1(out, c, (float)(int32_t)((uint32_t)code1(w, c, bits) - (uint32_t)off) * s, bf16);
     }
     _mm_sfence();
 }
