@@ -1020,25 +1020,26 @@ def sharded_worker(jobs_path, tp, rank, port):
     serve_jobs(jobs_path, tp, rank, port, sharded_job, "result")
 
 
-def run_sharded_workers(jobs, tp, work, tag):
-    """Runs the jobs at tp (one process per rank); returns {job result prefix: [rank results]} and
-    the processes' last error line when they died."""
+def run_rank_workers(script, flag, jobs, tp, work, tag, out_key, timeout):
+    """Runs `script flag JOBS tp rank port` once per rank (serve_jobs on the other side) and waits
+    (a hang guard: `timeout` seconds); returns {job[out_key]: [rank results]} and the processes'
+    last error line when they died."""
     import json
     path = os.path.join(work, "jobs-%s.json" % tag)
     json.dump(jobs, open(path, "w"))
     port = free_port()
     env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", OMP_NUM_THREADS="1" if tp > 1 else os.environ.get(
         "OMP_NUM_THREADS", "2"))
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--sharded-worker", path, str(tp), str(r),
-                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    procs = [subprocess.Popen([sys.executable, script, flag, path, str(tp), str(r), str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
              for r in range(tp)]
     died = None
     for p in procs:
         try:
-            so, se = p.communicate(timeout=300 + 60 * len(jobs))  # a hang guard: ~1.2 s per job here
+            _, se = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
-            so, se = p.communicate()
+            _, se = p.communicate()
         if p.returncode:
             lines = [x for x in se.strip().splitlines() if x.strip()]
             died = died or (lines or ["exit %d" % p.returncode])[-1][:400]
@@ -1046,10 +1047,16 @@ def run_sharded_workers(jobs, tp, work, tag):
     for j in jobs:
         rr = []
         for r in range(tp):
-            f = j["result"] + "-rank-%d.json" % r
+            f = j[out_key] + "-rank-%d.json" % r
             rr.append(json.load(open(f)) if os.path.exists(f) else {"crash": "no result (worker died: %s)" % died})
-        out[j["result"]] = rr
+        out[j[out_key]] = rr
     return out, died
+
+
+def run_sharded_workers(jobs, tp, work, tag):
+    """The sharded part's jobs at tp, one process per rank (run_rank_workers)."""
+    return run_rank_workers(os.path.abspath(__file__), "--sharded-worker", jobs, tp, work, tag, "result",
+                            300 + 60 * len(jobs))  # ~1.2 s per job here
 
 
 def make_tied(src, dst):

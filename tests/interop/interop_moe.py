@@ -217,31 +217,7 @@ def worker(jobs_path, tp, rank, port):
 
 
 def run_workers(jobs, tp, work, tag):
-    path = os.path.join(work, "jobs-%s.json" % tag)
-    json.dump(jobs, open(path, "w"))
-    port = I.free_port()
-    env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR",
-               OMP_NUM_THREADS="1" if tp > 1 else os.environ.get("OMP_NUM_THREADS", "2"))
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", path, str(tp), str(r), str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for r in range(tp)]
-    died = None
-    for p in procs:
-        try:
-            _, se = p.communicate(timeout=600 + 30 * len(jobs))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, se = p.communicate()
-        if p.returncode:
-            lines = [x for x in se.strip().splitlines() if x.strip()]
-            died = died or (lines or ["exit %d" % p.returncode])[-1][:400]
-    out = {}
-    for j in jobs:
-        rr = []
-        for r in range(tp):
-            f = j["out"] + "-rank-%d.json" % r
-            rr.append(json.load(open(f)) if os.path.exists(f) else {"crash": "no result (worker died: %s)" % died})
-        out[j["out"]] = rr
-    return out, died
+    return I.run_rank_workers(os.path.abspath(__file__), "--worker", jobs, tp, work, tag, "out", 600 + 30 * len(jobs))
 
 # ---------------------------------------------------------------------------------------------
 # orchestrator side
